@@ -1,0 +1,1 @@
+"""Adapters: one module per way in (terminal, Telegram, Slack, web), all over the same core."""

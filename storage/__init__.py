@@ -1,0 +1,1 @@
+"""Durable conversation storage (SQLAlchemy; SQLite by default)."""
