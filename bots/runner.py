@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -18,7 +19,8 @@ NOTHING_CONFIGURED = (
     "No way in is configured, so there is nothing to run. Fill in at least one of these in "
     "config.toml (see config.example.toml) or the environment:\n"
     "  [telegram] token            (VISIONBOT_TELEGRAM__TOKEN)\n"
-    "  [slack] bot_token + app_token (VISIONBOT_SLACK__BOT_TOKEN, VISIONBOT_SLACK__APP_TOKEN)\n"
+    "  [slack] bot_token, app_token\n"
+    "                              (VISIONBOT_SLACK__BOT_TOKEN, VISIONBOT_SLACK__APP_TOKEN)\n"
     "  [web] enabled = true        (VISIONBOT_WEB__ENABLED=true)\n"
     'Or try the model without any chat platform: visionbot chat --image photo.jpg "question"'
 )
@@ -64,10 +66,9 @@ async def serve(
     stop_event = stop_event or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
+        # Not possible off the main thread (tests) or on some platforms: stop_event still works.
+        with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop_event.set)
-        except (NotImplementedError, RuntimeError):
-            pass  # not the main thread (tests) or not supported: stop_event still works
     adapters = configured_adapters(settings, service)
     started: list[Adapter] = []
     try:

@@ -141,7 +141,7 @@ def _describe(error: ValidationError) -> str:
 
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
-    """Read settings from ``path`` (if it exists) and the environment; raise ConfigError on errors."""
+    """Read settings from ``path`` (if it exists) and the environment; ConfigError on errors."""
     toml_path = path if path is not None else DEFAULT_CONFIG_PATH
     if path is not None and not path.exists():
         raise ConfigError(f"config: file {path} does not exist (copy config.example.toml)")

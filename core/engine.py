@@ -28,7 +28,7 @@ class GenerationParams:
 
 
 class Engine(Protocol):
-    """A model that streams an answer for a list of turns. Called from one worker thread at a time."""
+    """A model that streams an answer for a list of turns; one caller at a time."""
 
     def token_cost(self, text: str, image_sizes: Sequence[tuple[int, int]]) -> int:
         """How many input tokens a message with this text and images of these sizes takes."""

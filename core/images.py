@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import warnings
 from dataclasses import dataclass
@@ -84,12 +85,11 @@ def fit_within(width: int, height: int, max_pixels: int) -> tuple[int, int]:
 
 
 def prepare_image(data: bytes, limits: ImageLimits) -> PreparedImage:
-    """Decode, verify, rotate upright, convert to RGB and downscale; raise ImageError if unusable."""
+    """Decode, verify, rotate upright, make RGB and downscale; raise ImageError if unusable."""
     image = _open(data, limits)
-    try:
+    # A broken EXIF block must not reject an otherwise fine photo.
+    with contextlib.suppress(OSError, SyntaxError, ValueError):
         image = ImageOps.exif_transpose(image)
-    except (OSError, SyntaxError, ValueError):
-        pass  # a broken EXIF block must not reject an otherwise fine photo
     image = _to_rgb(image)
     size = fit_within(image.width, image.height, limits.max_pixels)
     if size != image.size:

@@ -167,7 +167,7 @@ class ConversationStore:
             )
 
     def history(self, key: str) -> list[StoredTurn]:
-        """The current conversation of a chat, oldest first (turns before the last reset excluded)."""
+        """The current conversation of a chat, oldest first; turns before the last reset left out."""
         with self._tx() as session:
             chat = session.get(ChatRow, key)
             if chat is None:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the tiny random Qwen3-VL folder, settings, store and service over real SQLite."""
+"""Shared fixtures: the tiny random Qwen3-VL, settings, store and service over real SQLite."""
 
 from __future__ import annotations
 
