@@ -27,7 +27,7 @@ NOTHING_CONFIGURED = (
 
 
 def configured_adapters(settings: Settings, service: ConversationService) -> list[Adapter]:
-    """The adapters whose settings are filled in. Imported lazily: each pulls in its platform SDK."""
+    """The adapters whose settings are filled in (imported lazily: each pulls in its SDK)."""
     adapters: list[Adapter] = []
     if settings.telegram.token is not None:
         from bots.telegram import TelegramAdapter

@@ -167,7 +167,7 @@ class ConversationStore:
             )
 
     def history(self, key: str) -> list[StoredTurn]:
-        """The current conversation of a chat, oldest first; turns before the last reset left out."""
+        """The current conversation of a chat, oldest first (none before the last reset)."""
         with self._tx() as session:
             chat = session.get(ChatRow, key)
             if chat is None:
