@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from core.config import ConfigError, Settings, load_settings
-from core.transformers_engine import ModelLoadError
+from core.engine import ModelLoadError
 
 log = logging.getLogger("visionbot")
 

@@ -10,7 +10,6 @@ import signal
 from bots.base import Adapter
 from core.config import Settings
 from core.service import ConversationService
-from core.transformers_engine import EngineOptions, TransformersEngine
 from storage.store import ConversationStore
 
 log = logging.getLogger(__name__)
@@ -54,6 +53,9 @@ def any_adapter_configured(settings: Settings) -> bool:
 
 def build_service(settings: Settings) -> ConversationService:
     """Open storage and load the model (once); the slow part of start-up."""
+    # Imported here so that config errors and "nothing configured" answer without loading torch.
+    from core.transformers_engine import EngineOptions, TransformersEngine
+
     store = ConversationStore(settings.storage.url)
     engine = TransformersEngine(EngineOptions.from_settings(settings.model))
     return ConversationService(settings, store, engine)

@@ -9,6 +9,10 @@ from typing import Protocol
 from PIL import Image
 
 
+class ModelLoadError(RuntimeError):
+    """The configured model could not be loaded; the message says what to set."""
+
+
 @dataclass(frozen=True)
 class PromptTurn:
     """One message of the model input: a role, its text and the images that precede the text."""

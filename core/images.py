@@ -11,6 +11,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 STORED_FORMAT = "JPEG"
 STORED_QUALITY = 92
+# The Qwen-VL processor refuses images more elongated than 200:1; stay well inside that.
+MAX_ASPECT = 100
 
 
 class ImageError(ValueError):
@@ -50,6 +52,8 @@ def _open(data: bytes, limits: ImageLimits) -> Image.Image:
                     f"The image is {width}×{height} pixels, more than this bot accepts "
                     f"({limits.max_decoded_pixels / 1e6:.0f} megapixels)."
                 )
+            if max(width, height) > MAX_ASPECT * max(1, min(width, height)):
+                raise ImageError("The image is too long and narrow to look at; please crop it.")
             probe.verify()
             image = Image.open(io.BytesIO(data))
             image.load()

@@ -19,13 +19,9 @@ from transformers import (
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from core.config import ModelSettings
-from core.engine import GenerationParams, PromptTurn, StopFlag
+from core.engine import GenerationParams, ModelLoadError, PromptTurn, StopFlag
 
 log = logging.getLogger(__name__)
-
-
-class ModelLoadError(RuntimeError):
-    """The configured model could not be loaded; the message says what to set."""
 
 
 @dataclass(frozen=True)
