@@ -25,6 +25,7 @@ _ITALIC_STAR = re.compile(r"(?<![\w*])\*(?=\S)([^*\n]+?)(?<=\S)\*(?![\w*])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _HEADING = re.compile(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.MULTILINE)
 _BULLET = re.compile(r"^(\s*)[-*+]\s+", re.MULTILINE)
+_QUOTE = re.compile(r"^&gt; ", re.MULTILINE)
 
 
 def escape(text: str) -> str:
@@ -48,6 +49,8 @@ def _inline(text: str) -> str:
     text = escape(text)
     text = _HEADING.sub(lambda m: f"\x01{m.group(1)}\x01", text)
     text = _BULLET.sub(lambda m: f"{m.group(1)}• ", text)
+    # A ">" alone cannot start a control sequence (only "<" can), so quotes may stay quotes.
+    text = _QUOTE.sub("> ", text)
     text = _BOLD.sub(lambda m: f"\x01{m.group(2)}\x01", text)
     text = _ITALIC_STAR.sub(lambda m: f"_{m.group(1)}_", text)
     text = _STRIKE.sub(lambda m: f"~{m.group(1)}~", text)

@@ -101,8 +101,9 @@ class SlackReply:
             return
         self._last_update = now
         shown = to_mrkdwn(answer_so_far)
-        if len(shown) > MESSAGE_LIMIT - len(STREAMING_MARK):
-            shown = split_message(shown)[0]
+        room = MESSAGE_LIMIT - len(STREAMING_MARK)
+        if len(shown) > room:
+            shown = split_message(shown, room)[0]  # the rest is posted when the answer is done
         await self._update(shown + STREAMING_MARK)
 
     async def finish(self, answer: str) -> None:

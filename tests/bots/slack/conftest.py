@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
-import pytest
 import pytest_asyncio
 
 from bots.slack import SlackAdapter
@@ -50,7 +49,12 @@ def envelope(event: dict[str, Any], event_id: str | None = None) -> dict[str, An
         "event_id": event_id or f"Ev{next(_event_ids):08d}",
         "event_time": int(time.time()),
         "authorizations": [
-            {"team_id": TEAM_ID, "user_id": BOT_USER_ID, "is_bot": True, "is_enterprise_install": False}
+            {
+                "team_id": TEAM_ID,
+                "user_id": BOT_USER_ID,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
         ],
     }
 
@@ -141,16 +145,16 @@ async def fake_slack() -> AsyncIterator[FakeSlack]:
 
 
 def with_slack(settings: Settings, fake: FakeSlack, **overrides: Any) -> Settings:
-    slack = SlackSettings(
-        bot_token=BOT_TOKEN,
-        app_token=APP_TOKEN,
-        signing_secret=SIGNING_SECRET,
-        mode="http",
-        http_port=0,
-        api_base_url=fake.api_url,
-        update_interval_s=0.0,
-        **overrides,
-    )
+    values: dict[str, Any] = {
+        "bot_token": BOT_TOKEN,
+        "app_token": APP_TOKEN,
+        "signing_secret": SIGNING_SECRET,
+        "mode": "http",
+        "http_port": 0,
+        "api_base_url": fake.api_url,
+        "update_interval_s": 0.0,
+    }
+    slack = SlackSettings(**(values | overrides))
     return settings.model_copy(update={"slack": slack})
 
 
@@ -170,8 +174,8 @@ async def make_bot(
         store = ConversationStore(configured.storage.url)
         service = ConversationService(configured, store, engine or RecordingEngine(tiny_engine))
         adapter = SlackAdapter(configured, service)
-        await adapter.start()
         running.append((adapter, store))
+        await adapter.start()
         return SlackBot(adapter, service, service.engine, fake_slack, http)
 
     yield make
