@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 import aiohttp
@@ -21,25 +20,24 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import AsyncRateLimitErrorRetryHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bots.slack_events import PLATFORM, ReplyTarget, SlackMessage, parse_event
+from bots.slack_answers import SlackAnswers, apologise
+from bots.slack_events import ReplyTarget, SlackMessage, parse_event
 from bots.slack_events import keyword_command as find_keyword
 from bots.slack_files import DownloadError, SlackFiles
 from bots.slack_http import SlackEventsServer
 from bots.slack_mrkdwn import question_text
 from bots.slack_reply import (
-    BUSY,
     LOOKING,
     REFUSAL,
-    SORRY,
     THINKING,
     SlackReply,
     not_images_text,
+    skipped_files_text,
     waiting_text,
 )
 from core.config import ConfigError, Settings
 from core.images import ImageError
-from core.messages import Answer, AnswerEvent, Delta, Duplicate, Incoming, Queued, Started
-from core.queue import QueueFull
+from core.messages import Duplicate, Incoming
 from core.service import ConversationService, UserInputError
 
 log = logging.getLogger(__name__)
@@ -51,6 +49,9 @@ class SlackAdapter:
     """Connects to Slack, turns mentions and DMs into turns, and delivers streamed answers."""
 
     name = "slack"
+    client: AsyncWebClient
+    app: AsyncApp
+    _files: SlackFiles
 
     def __init__(self, settings: Settings, service: ConversationService) -> None:
         slack = settings.slack
@@ -67,7 +68,7 @@ class SlackAdapter:
         self.service = service
         self._max_images = settings.images.max_images_per_message
         self._max_bytes = settings.images.max_file_bytes
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._answers: SlackAnswers | None = None
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._accepting = False
         self._session: aiohttp.ClientSession | None = None
@@ -88,6 +89,7 @@ class SlackAdapter:
         )
         await self._sign_in()
         self._files = SlackFiles(self._session, self.client, token, self._max_bytes)
+        self._answers = SlackAnswers(self.service, self.client, self.settings.update_interval_s)
         secret = self.settings.signing_secret
         self.app = AsyncApp(
             name="visionbot",
@@ -111,7 +113,7 @@ class SlackAdapter:
                 self.app, self.settings.http_listen, self.settings.http_port
             )
             await self.server.start()
-        await self._resume_undelivered()
+        await self._answers.resume_undelivered()
 
     async def _sign_in(self) -> None:
         try:
@@ -145,15 +147,15 @@ class SlackAdapter:
 
     async def stop(self) -> None:
         """Stop taking events; answers still running are cancelled and resumed on the next start."""
-        self._accepting = False
+        # Close the way in first: deliveries already inside finish (and are stored) normally.
         if self._socket is not None:
             await self._socket.close_async()
             self._socket = None
         if self.server is not None:
             await self.server.stop()
-        for task in list(self._tasks):
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._accepting = False
+        if self._answers is not None:
+            await self._answers.cancel()
         await self._close_session()
 
     async def _close_session(self) -> None:
@@ -163,13 +165,8 @@ class SlackAdapter:
 
     async def drain(self) -> None:
         """Wait until every answer being generated or delivered is done."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(work)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        if self._answers is not None:
+            await self._answers.drain()
 
     # -- taking messages in -------------------------------------------------------------------
 
@@ -209,7 +206,7 @@ class SlackAdapter:
             await self._take(message)
         except Exception:
             log.exception("[%s] could not handle event %s", message.chat.key, message.event_id)
-            await self._apologise(SlackReply(self.client, self._target(message), 0.0))
+            await apologise(SlackReply(self.client, self._target(message), 0.0))
 
     def _target(self, message: SlackMessage) -> ReplyTarget:
         return ReplyTarget(message.channel, message.reply_thread)
@@ -238,7 +235,7 @@ class SlackAdapter:
                 return
             # The event id is kept for the turn itself, so this note is not claimed separately.
             await SlackReply(self.client, self._target(message), 0.0).say(
-                not_images_text(message.other_files) + " I'll answer about the images."
+                skipped_files_text(message.other_files)
             )
         if not images and not message.is_dm:
             images = await self._files.unseen_thread_images(
@@ -271,54 +268,4 @@ class SlackAdapter:
             log.info("[%s] event %s was handled before a restart", chat.key, message.event_id)
             await reply.withdraw()
             return
-        self._spawn(self._deliver(self.service.answer(receipt), reply, receipt.turn_id, base))
-
-    # -- answering ----------------------------------------------------------------------------
-
-    async def _deliver(
-        self, events: AsyncIterator[AnswerEvent], reply: SlackReply, turn_id: int, base: str
-    ) -> None:
-        where = f"slack:{reply.target.channel}:{reply.target.thread_ts}"
-        try:
-            async for event in events:
-                if isinstance(event, Queued):
-                    await reply.status(waiting_text(base, event.position))
-                elif isinstance(event, Started):
-                    await reply.status(base)
-                elif isinstance(event, Delta):
-                    await reply.progress(event.text)
-                elif isinstance(event, Answer):
-                    await reply.finish(event.text)
-                    await self.service.delivered(event.turn_id)
-        except QueueFull:
-            log.warning("[%s] queue full; turn %d refused", where, turn_id)
-            await reply.say(BUSY)
-            await self.service.delivered(turn_id)  # told "try again": don't answer it at restart
-        except SlackApiError as error:
-            # The answer is stored; it is delivered again on the next start.
-            log.error("[%s] delivery of turn %d failed: %s", where, turn_id, error)
-        except Exception:
-            log.exception("[%s] answering turn %d failed", where, turn_id)
-            if await self._apologise(reply):
-                await self.service.delivered(turn_id)
-
-    async def _apologise(self, reply: SlackReply) -> bool:
-        try:
-            await reply.say(SORRY)
-        except (SlackApiError, aiohttp.ClientError) as error:
-            log.error("[slack:%s] could not apologise: %s", reply.target.channel, error)
-            return False
-        return True
-
-    async def _resume_undelivered(self) -> None:
-        """Answer (or deliver) turns stored before a stop or crash, into their placeholders."""
-        for pending in await self.service.undelivered(PLATFORM):
-            target = ReplyTarget.from_json(pending.reply_to)
-            if target is None:
-                log.warning("[%s] turn %d has no reply target", pending.chat.key, pending.turn_id)
-                await self.service.delivered(pending.turn_id)
-                continue
-            log.info("[%s] resuming turn %d", pending.chat.key, pending.turn_id)
-            reply = SlackReply(self.client, target, self.settings.update_interval_s)
-            events = self.service.resume(pending)
-            self._spawn(self._deliver(events, reply, pending.turn_id, THINKING))
+        self._answers.spawn(self.service.answer(receipt), reply, receipt.turn_id, chat.key, base)

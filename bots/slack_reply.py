@@ -25,12 +25,22 @@ BUSY = "I'm busy with too many requests right now; please try again in a few min
 SORRY = "Sorry, something went wrong while answering. Please try again."
 
 
+def _names(files: tuple[SlackFile, ...]) -> str:
+    return ", ".join(f.name for f in files)
+
+
 def not_images_text(files: tuple[SlackFile, ...]) -> str:
-    names = ", ".join(f.name for f in files)
     verb = "is" if len(files) == 1 else "are"
     return (
-        f"I can only look at images (JPEG, PNG, WebP, GIF or BMP); {names} {verb} not one. "
-        "Attach a photo and ask again."
+        f"I can only look at images (JPEG, PNG, WebP, GIF or BMP); {_names(files)} {verb} not "
+        "one. Attach a photo and ask again."
+    )
+
+
+def skipped_files_text(files: tuple[SlackFile, ...]) -> str:
+    return (
+        f"I'll answer about the images; I can't read {_names(files)} (only JPEG, PNG, WebP, GIF "
+        "or BMP)."
     )
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
+import yaml
 
+import bots
 from core.config import ConfigError
 from tests.bots.slack.conftest import CHANNEL, USER, MakeBot, envelope
 from tests.conftest import image_bytes
@@ -40,3 +43,16 @@ async def test_socket_mode_connects_acks_and_answers(
 async def test_a_wrong_app_token_fails_start_up_clearly(make_bot: MakeBot) -> None:
     with pytest.raises(ConfigError, match="app_token"):
         await make_bot(mode="socket", app_token="xapp-wrong")
+
+
+def test_the_manifest_subscribes_to_what_the_adapter_handles() -> None:
+    manifest = yaml.safe_load(
+        (Path(bots.__file__).parent / "slack_manifest.yaml").read_text(encoding="utf-8")
+    )
+    settings = manifest["settings"]
+    assert settings["socket_mode_enabled"] is True
+    assert set(settings["event_subscriptions"]["bot_events"]) == {"app_mention", "message.im"}
+    scopes = set(manifest["oauth_config"]["scopes"]["bot"])
+    # Events need their read scopes; replies, file downloads and thread look-ups need the rest.
+    assert {"app_mentions:read", "im:history", "chat:write", "files:read"} <= scopes
+    assert {"channels:history", "groups:history"} <= scopes
