@@ -80,7 +80,8 @@ class SlackAdapter:
 
     async def start(self) -> None:
         token = self.settings.bot_token.get_secret_value()  # type: ignore[union-attr]
-        self._session = aiohttp.ClientSession()
+        # Bounded, so a stuck file download cannot hold a delivery (and its ack) forever.
+        self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60))
         self.client = AsyncWebClient(
             token=token,
             base_url=self.settings.api_base_url,
@@ -268,4 +269,5 @@ class SlackAdapter:
             log.info("[%s] event %s was handled before a restart", chat.key, message.event_id)
             await reply.withdraw()
             return
+        assert self._answers is not None  # set by start(), before any event can arrive
         self._answers.spawn(self.service.answer(receipt), reply, receipt.turn_id, chat.key, base)
