@@ -169,8 +169,13 @@ async def make_bot(
     running: list[tuple[SlackAdapter, ConversationStore]] = []
     http = aiohttp.ClientSession()
 
-    async def make(engine: Engine | None = None, **slack: Any) -> SlackBot:
+    async def make(
+        engine: Engine | None = None, max_waiting: int | None = None, **slack: Any
+    ) -> SlackBot:
         configured = with_slack(settings, fake_slack, **slack)
+        if max_waiting is not None:
+            queue = configured.queue.model_copy(update={"max_waiting": max_waiting})
+            configured = configured.model_copy(update={"queue": queue})
         store = ConversationStore(configured.storage.url)
         service = ConversationService(configured, store, engine or RecordingEngine(tiny_engine))
         adapter = SlackAdapter(configured, service)

@@ -11,7 +11,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bots.slack_events import ReplyTarget
 from bots.slack_mrkdwn import MESSAGE_LIMIT, to_mrkdwn
-from bots.slack_reply import LOOKING
+from bots.slack_reply import BUSY, LOOKING
 from core.messages import ChatRef, Incoming
 from tests.bots.slack.conftest import CHANNEL, USER, MakeBot, SlackBot, envelope
 from tests.conftest import image_bytes
@@ -48,24 +48,22 @@ async def test_url_verification_challenge_is_answered(bot: SlackBot) -> None:
 
 
 async def test_the_ack_comes_before_the_answer(make_bot: MakeBot) -> None:
-    slow = FixedTextEngine("A tabby cat on a sofa.", piece_chars=4, delay_s=0.3)
+    slow = FixedTextEngine("A tabby cat.", piece_chars=3, delay_s=0.5)
     bot = await make_bot(engine=slow)
     photo = bot.fake.add_file("cat.jpg", image_bytes())
     started = time.monotonic()
     await bot.say(f"<@{BOT_USER_ID}> what is this?", files=(photo,))
-    acked_after = time.monotonic() - started
 
+    assert time.monotonic() - started < 3.0  # Slack's acknowledgement deadline
     # At the acknowledgement the turn is stored and the placeholder is up, nothing answered yet.
-    assert acked_after < 1.5 < slow.delay_s * 6
     (placeholder,) = bot.fake.bot_messages(CHANNEL)
     assert placeholder.text == LOOKING
     assert len(bot.service.store.undelivered("slack")) == 1
     await bot.adapter.drain()
-    assert placeholder.text == "A tabby cat on a sofa."
+    assert placeholder.text == "A tabby cat."
     # Streamed: the placeholder was edited with the growing answer before the final text.
     growing = [t for t in placeholder.edits if t.endswith(" …")]
-    assert len(growing) >= 3
-    assert growing[0] != growing[-1]
+    assert growing == ["A t …", "A tabb …", "A tabby c …", "A tabby cat. …"]
 
 
 async def test_streaming_edits_are_throttled(make_bot: MakeBot) -> None:
@@ -176,3 +174,16 @@ async def test_waiting_requests_show_their_place_in_the_queue(make_bot: MakeBot)
     assert "ahead of you" not in first.edits[0]
     assert "Thinking… (1 request ahead of you)" in second.edits, second.edits
     assert first.text == second.text == "Done."
+
+
+async def test_a_full_queue_gets_a_busy_reply_and_is_not_answered_later(make_bot: MakeBot) -> None:
+    # The first answer takes long enough for both others to arrive while it runs.
+    bot = await make_bot(engine=FixedTextEngine("Done.", delay_s=1.5), max_waiting=1)
+    for n in range(3):
+        await bot.say(f"<@{BOT_USER_ID}> question {n}")
+    await bot.adapter.drain()
+
+    texts = [m.text for m in bot.fake.bot_messages(CHANNEL)]
+    assert texts.count("Done.") == 2
+    assert texts.count(BUSY) == 1
+    assert bot.service.store.undelivered("slack") == []  # nothing left to answer at restart
