@@ -83,7 +83,7 @@ class SlackSettings(_Section):
     signing_secret: SecretStr | None = None
     mode: Literal["socket", "http"] = "socket"
     http_listen: str = "127.0.0.1"
-    http_port: int = Field(default=3000, ge=1, le=65535)
+    http_port: int = Field(default=3000, ge=0, le=65535)  # 0: any free port (tests)
     allowed_user_ids: list[str] = Field(default_factory=list)
     allowed_channel_ids: list[str] = Field(default_factory=list)
     api_base_url: str = "https://slack.com/api/"
