@@ -108,6 +108,9 @@ def main(argv: list[str] | None = None) -> int:
     except ModelLoadError as error:
         print(f"visionbot: {error}", file=sys.stderr)
         return 3
+    except ConfigError as error:  # an adapter found its settings unusable (e.g. a refused token)
+        print(f"visionbot: {error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

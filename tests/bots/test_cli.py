@@ -100,3 +100,16 @@ def test_bad_config_is_one_clear_line(env: dict[str, str], tmp_path: Path) -> No
     assert result.returncode == 2
     assert result.stderr.strip().startswith("visionbot: config: 'history.max_turns'")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_adapter_with_incomplete_settings_says_which_key(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    result = visionbot(
+        ["run"],
+        env | {"VISIONBOT_SLACK__BOT_TOKEN": "xoxb-1", "VISIONBOT_WEB__ENABLED": "false"},
+        tmp_path,
+    )
+    assert result.returncode == 2
+    assert "app_token" in result.stderr.splitlines()[-1]
+    assert "Traceback" not in result.stderr
