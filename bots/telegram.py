@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from telegram import BotCommand, Message, Update
-from telegram.ext import Application, ContextTypes, MessageHandler, filters
 from telegram.error import BadRequest, NetworkError
+from telegram.ext import Application, ContextTypes, ExtBot, MessageHandler, filters
 
 from bots import telegram_inbound as inbound
 from bots.telegram_albums import Album, AlbumCollector
@@ -74,7 +74,7 @@ class TelegramAdapter:
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
-    def bot(self):  # type: ignore[no-untyped-def]
+    def bot(self) -> ExtBot[None]:
         return self.application.bot
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -133,14 +133,20 @@ class TelegramAdapter:
             try:
                 target = ReplyTarget.loads(pending.reply_to or "")
             except (ValueError, KeyError, TypeError):
-                log.error("[%s] turn %d has no usable reply target; skipped",
-                          pending.chat.key, pending.turn_id)
+                log.error(
+                    "[%s] turn %d has no usable reply target; skipped",
+                    pending.chat.key,
+                    pending.turn_id,
+                )
                 await self.service.delivered(pending.turn_id)
                 continue
-            log.info("[%s] finishing turn %d from before the restart",
-                     pending.chat.key, pending.turn_id)
+            log.info(
+                "[%s] finishing turn %d from before the restart", pending.chat.key, pending.turn_id
+            )
             self._spawn(
-                self._deliver(self.service.resume(pending), target, pending.chat.key, pending.turn_id)
+                self._deliver(
+                    self.service.resume(pending), target, pending.chat.key, pending.turn_id
+                )
             )
 
     # -- handlers -----------------------------------------------------------------------------
@@ -263,7 +269,9 @@ class TelegramAdapter:
             if isinstance(error, NetworkError) and not isinstance(error, BadRequest):
                 log.warning(
                     "[%s] Telegram unreachable (%s); turn %d is finished after a restart",
-                    chat_key, error, turn_id,
+                    chat_key,
+                    error,
+                    turn_id,
                 )
                 return
             log.exception("[%s] answering turn %d failed", chat_key, turn_id)

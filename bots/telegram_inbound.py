@@ -52,13 +52,17 @@ def _mentions(message: Message, bot: Bot) -> bool:
         for entity, text in entities.items():
             if entity.type == MessageEntity.MENTION and text.lower() == f"@{username}":
                 return True
-            if entity.type == MessageEntity.TEXT_MENTION and entity.user and entity.user.id == bot.id:
+            if (
+                entity.type == MessageEntity.TEXT_MENTION
+                and entity.user
+                and entity.user.id == bot.id
+            ):
                 return True
     return False
 
 
 def is_addressed(message: Message, bot: Bot) -> bool:
-    """In a group the bot only answers when mentioned or when a message replies to one of its own."""
+    """In a group the bot answers only when mentioned, or when a message replies to one of its."""
     if not is_group(message):
         return True
     replied = message.reply_to_message
@@ -122,5 +126,7 @@ async def download_images(message: Message, bot: Bot, max_file_bytes: int) -> li
         data = bytes(await telegram_file.download_as_bytearray())
     except TelegramError as error:
         log.warning("[telegram:%s] download of %s failed: %s", message.chat_id, file_id, error)
-        raise InboundError("I couldn't download that image from Telegram; please send it again.") from None
+        raise InboundError(
+            "I couldn't download that image from Telegram; please send it again."
+        ) from None
     return [data]

@@ -7,7 +7,9 @@ import contextlib
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from telegram import Bot, ReplyParameters
 from telegram.constants import ChatAction, ParseMode
@@ -16,6 +18,8 @@ from telegram.error import BadRequest, RetryAfter, TelegramError
 from bots.telegram_render import markdown_to_html, split_message
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for about five seconds per action
 EMPTY_ANSWER = "I couldn't come up with an answer to that; please try asking differently."
@@ -47,7 +51,7 @@ def _is_not_modified(error: BadRequest) -> bool:
 
 
 class TelegramReply:
-    """One answer's messages. Edits are throttled to ``edit_interval_s`` and skipped if unchanged."""
+    """One answer's messages; edits come at most every ``edit_interval_s`` and only on change."""
 
     def __init__(self, bot: Bot, target: ReplyTarget, edit_interval_s: float) -> None:
         self.bot = bot
@@ -133,7 +137,7 @@ class TelegramReply:
         reply = None
         if self.target.message_id is not None and not self._messages:
             reply = ReplyParameters(self.target.message_id, allow_sending_without_reply=True)
-        kwargs = {
+        kwargs: dict[str, Any] = {
             "chat_id": self.target.chat_id,
             "message_thread_id": self.target.thread_id,
             "reply_parameters": reply,
@@ -150,13 +154,16 @@ class TelegramReply:
             except BadRequest as error:
                 if not _is_parse_error(error):
                     raise
-                log.warning("[telegram:%s] HTML refused (%s); sending plain text",
-                            self.target.chat_id, error.message)
+                log.warning(
+                    "[telegram:%s] HTML refused (%s); sending plain text",
+                    self.target.chat_id,
+                    error.message,
+                )
         sent = await self._retrying(self.bot.send_message, text=text, **kwargs)
         return sent.message_id
 
     async def _edit(self, message_id: int, text: str, plain: bool = False) -> None:
-        kwargs = {"chat_id": self.target.chat_id, "message_id": message_id}
+        kwargs: dict[str, Any] = {"chat_id": self.target.chat_id, "message_id": message_id}
         try:
             if not plain:
                 try:
@@ -170,15 +177,18 @@ class TelegramReply:
                 except BadRequest as error:
                     if not _is_parse_error(error):
                         raise
-                    log.warning("[telegram:%s] HTML refused (%s); editing as plain text",
-                                self.target.chat_id, error.message)
+                    log.warning(
+                        "[telegram:%s] HTML refused (%s); editing as plain text",
+                        self.target.chat_id,
+                        error.message,
+                    )
             await self._retrying(self.bot.edit_message_text, text=text, **kwargs)
         except BadRequest as error:
             if not _is_not_modified(error):
                 raise
 
     @staticmethod
-    async def _retrying(call, **kwargs):  # type: ignore[no-untyped-def]
+    async def _retrying(call: Callable[..., Awaitable[T]], **kwargs: Any) -> T:
         """One retry after Telegram's flood control asks us to wait."""
         try:
             return await call(**kwargs)

@@ -10,6 +10,7 @@ Every call is recorded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import json
@@ -130,7 +131,10 @@ class FakeTelegram:
     def add_file(self, data: bytes, path_hint: str = "photos/file.jpg") -> dict[str, Any]:
         number = next(self._file_ids)
         file_id = f"FILE{number}"
-        self._files[file_id] = (data, f"{path_hint.rsplit('.', 1)[0]}_{number}.{path_hint.rsplit('.', 1)[-1]}")
+        self._files[file_id] = (
+            data,
+            f"{path_hint.rsplit('.', 1)[0]}_{number}.{path_hint.rsplit('.', 1)[-1]}",
+        )
         return {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": len(data)}
 
     def photo_sizes(self, data: bytes) -> list[dict[str, Any]]:
@@ -144,7 +148,9 @@ class FakeTelegram:
             small.thumbnail((side, side))
             out = io.BytesIO()
             small.convert("RGB").save(out, format="JPEG")
-            sizes.append({**self.add_file(out.getvalue()), "width": small.width, "height": small.height})
+            sizes.append(
+                {**self.add_file(out.getvalue()), "width": small.width, "height": small.height}
+            )
         sizes.append({**self.add_file(data), "width": image.width, "height": image.height})
         return sizes
 
@@ -178,7 +184,11 @@ class FakeTelegram:
             message["photo"] = self.photo_sizes(photo)
         if document is not None:
             data, mime, name = document
-            message["document"] = {**self.add_file(data, f"documents/{name}"), "mime_type": mime, "file_name": name}
+            message["document"] = {
+                **self.add_file(data, f"documents/{name}"),
+                "mime_type": mime,
+                "file_name": name,
+            }
         if media_group_id is not None:
             message["media_group_id"] = media_group_id
         if reply_to_message_id is not None:
@@ -201,7 +211,15 @@ class FakeTelegram:
         self._new_update.set()
         return update["update_id"]
 
-    def send(self, chat: dict[str, Any], sender: dict[str, Any], text: str | None = None, **kw: Any) -> int:
+    def redeliver(self, update_id: int) -> None:
+        """Deliver an update again, as Telegram does when it was never confirmed (a crash)."""
+        self._updates.append({"update_id": update_id, "message": self.injected[update_id]})
+        self._updates.sort(key=lambda update: update["update_id"])
+        self._new_update.set()
+
+    def send(
+        self, chat: dict[str, Any], sender: dict[str, Any], text: str | None = None, **kw: Any
+    ) -> int:
         return self.push(self.user_message(chat, sender, text, **kw))
 
     def _entities(self, text: str) -> list[dict[str, Any]]:
@@ -232,13 +250,22 @@ class FakeTelegram:
             await asyncio.sleep(0.02)
 
     def summary(self) -> list[str]:
-        return [f"{c.method} {c.params.get('text', '')[:60]!r}" for c in self.calls if c.method != "getUpdates"]
+        return [
+            f"{c.method} {c.params.get('text', '')[:60]!r}"
+            for c in self.calls
+            if c.method != "getUpdates"
+        ]
 
     def pending_update_ids(self) -> list[int]:
         return [u["update_id"] for u in self._updates]
 
     def bot_user(self) -> dict[str, Any]:
-        return {"id": self.bot_id, "is_bot": True, "first_name": "Vision", "username": self.username}
+        return {
+            "id": self.bot_id,
+            "is_bot": True,
+            "first_name": "Vision",
+            "username": self.username,
+        }
 
     # -- the Bot API ------------------------------------------------------------------------
 
@@ -295,17 +322,20 @@ class FakeTelegram:
             if ready or remaining <= 0:
                 return ready
             self._new_update.clear()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._new_update.wait(), remaining)
-            except TimeoutError:
-                pass
 
     async def _m_getFile(self, params: dict[str, Any]) -> dict[str, Any]:
         file_id = params["file_id"]
         if file_id not in self._files:
             raise ApiError(400, "Bad Request: invalid file_id")
         data, path = self._files[file_id]
-        return {"file_id": file_id, "file_unique_id": f"U{file_id}", "file_size": len(data), "file_path": path}
+        return {
+            "file_id": file_id,
+            "file_unique_id": f"U{file_id}",
+            "file_size": len(data),
+            "file_path": path,
+        }
 
     async def _m_sendChatAction(self, params: dict[str, Any]) -> bool:
         return True
@@ -402,4 +432,6 @@ async def _params(request: web.Request) -> dict[str, Any]:
 
 
 def _error(code: int, description: str) -> web.Response:
-    return web.json_response({"ok": False, "error_code": code, "description": description}, status=code)
+    return web.json_response(
+        {"ok": False, "error_code": code, "description": description}, status=code
+    )

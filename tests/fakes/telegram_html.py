@@ -9,7 +9,9 @@ ALLOWED_TAGS = {
     "b", "strong", "i", "em", "u", "ins", "s", "strike", "del", "span", "tg-spoiler", "a",
     "tg-emoji", "code", "pre", "blockquote",
 }  # fmt: skip
-_TAG = re.compile(r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-zA-Z-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]+))*)\s*>")
+_TAG = re.compile(
+    r"<(/?)([a-zA-Z][a-zA-Z0-9-]*)((?:\s+[a-zA-Z-]+\s*=\s*(?:\"[^\"]*\"|'[^']*'|[^\s>]+))*)\s*>"
+)
 _ATTRIBUTE = re.compile(r"([a-zA-Z-]+)\s*=\s*(\"[^\"]*\"|'[^']*'|[^\s>]+)")
 _ENTITY = re.compile(r"&(lt|gt|amp|quot|#\d+|#x[0-9a-fA-F]+);")
 
@@ -47,7 +49,7 @@ def visible_text(text: str) -> str:
                     raise EntityParseError(
                         f'Can\'t find end tag corresponding to start tag "{stack[-1][0]}"'
                         if stack
-                        else f'Unexpected end tag at byte offset {index}'
+                        else f"Unexpected end tag at byte offset {index}"
                     )
                 stack.pop()
             else:
@@ -61,7 +63,7 @@ def visible_text(text: str) -> str:
             out.append(html.unescape(match.group(0)))
             index = match.end()
         elif char == ">":
-            raise EntityParseError(f"Unexpected \">\" at byte offset {index}")
+            raise EntityParseError(f'Unexpected ">" at byte offset {index}')
         else:
             out.append(char)
             index += 1

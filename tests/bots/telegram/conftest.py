@@ -43,9 +43,7 @@ def tg_settings(settings: Settings, fake_telegram: FakeTelegram) -> Settings:
 
 
 def with_telegram(settings: Settings, **changes: Any) -> Settings:
-    return settings.model_copy(
-        update={"telegram": settings.telegram.model_copy(update=changes)}
-    )
+    return settings.model_copy(update={"telegram": settings.telegram.model_copy(update=changes)})
 
 
 @pytest.fixture

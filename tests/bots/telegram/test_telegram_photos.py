@@ -24,7 +24,9 @@ def image_size(prompt_image: Image.Image) -> tuple[int, int]:
     return prompt_image.size
 
 
-async def settled(fake: FakeTelegram, adapter: object, prompts: int, engine: RecordingEngine) -> None:
+async def settled(
+    fake: FakeTelegram, adapter: object, prompts: int, engine: RecordingEngine
+) -> None:
     """Wait until the engine ran ``prompts`` times and every answer is sent and delivered."""
     await fake.wait_for(lambda: len(engine.prompts) >= prompts)
     await fake.wait_for(lambda: not adapter._tasks)  # type: ignore[attr-defined]
@@ -105,7 +107,9 @@ async def test_album_of_two_photos_is_one_turn(
             CHAT, SENDER, photo=image_bytes(color=(200, 0, 0)), caption="What changed?",
             media_group_id="album-1",
         )  # fmt: skip
-        fake_telegram.send(CHAT, SENDER, photo=image_bytes(color=(0, 0, 200)), media_group_id="album-1")
+        fake_telegram.send(
+            CHAT, SENDER, photo=image_bytes(color=(0, 0, 200)), media_group_id="album-1"
+        )
         await settled(fake_telegram, bot, 1, recording)
     assert len(recording.prompts) == 1
     question = recording.prompts[0][-1]
