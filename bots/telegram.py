@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 
 from telegram import BotCommand, Message, Update
-from telegram.error import BadRequest, NetworkError
+from telegram.error import BadRequest, InvalidToken, NetworkError
 from telegram.ext import Application, ContextTypes, ExtBot, MessageHandler, filters
 
 from bots import telegram_inbound as inbound
@@ -80,7 +80,14 @@ class TelegramAdapter:
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.application.initialize()  # calls getMe: fails early on a wrong token
+        try:
+            await self.application.initialize()  # calls getMe: fails early on a wrong token
+        except InvalidToken:
+            with contextlib.suppress(Exception):
+                await self.bot.shutdown()  # close its HTTP connections
+            raise ConfigError(
+                "config: Telegram refused 'telegram.token' (check it with @BotFather)"
+            ) from None
         await self.application.start()
         log.info("telegram: running as @%s (id %s)", self.bot.username, self.bot.id)
         await self.bot.set_my_commands(COMMANDS)

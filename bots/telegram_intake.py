@@ -68,6 +68,11 @@ class PollingIntake:
                 log.warning("getUpdates failed (%s); retrying in %.0fs", error, RETRY_AFTER_ERROR_S)
                 await asyncio.sleep(RETRY_AFTER_ERROR_S)
                 continue
+            except Exception:
+                # Polling must outlive anything odd Telegram (or a proxy) sends back.
+                log.exception("getUpdates answer unusable; retrying in %.0fs", RETRY_AFTER_ERROR_S)
+                await asyncio.sleep(RETRY_AFTER_ERROR_S)
+                continue
             fresh = [update for update in updates if update.update_id not in handled]
             for update in fresh:
                 try:

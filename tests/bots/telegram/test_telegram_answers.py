@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from bots.telegram import BUSY
 from bots.telegram_render import markdown_to_html, utf16_len
 from tests.bots.telegram.conftest import with_telegram
 from tests.conftest import image_bytes
@@ -112,3 +113,25 @@ async def test_plain_text_is_sent_when_telegram_refuses_the_html(
     [message] = fake_telegram.sent_to(ADA)
     assert message.parse_mode is None
     assert message.text == "**Bold** <claim>"
+
+
+async def test_a_full_queue_gets_a_busy_reply_and_is_not_answered_later(
+    fake_telegram: FakeTelegram, run_bot, tg_settings
+):
+    settings = tg_settings.model_copy(
+        update={"queue": tg_settings.queue.model_copy(update={"max_waiting": 1})}
+    )
+    engine = FixedTextEngine("Slowly but surely.", piece_chars=2, delay_s=0.1)
+    carol = 503
+    async with run_bot(engine=engine, settings=settings) as bot:
+        fake_telegram.send(private_chat(ADA), user(ADA), "One")
+        await fake_telegram.wait_for(lambda: engine.prompts)
+        fake_telegram.send(private_chat(BOB), user(BOB), "Two")
+        await fake_telegram.wait_for(lambda: texts(fake_telegram, BOB))
+        fake_telegram.send(private_chat(carol), user(carol), "Three")
+        await fake_telegram.wait_for(lambda: texts(fake_telegram, carol))
+        await fake_telegram.wait_for(lambda: not bot._tasks, timeout=30)
+        assert await bot.service.undelivered("telegram") == []
+    assert texts(fake_telegram, carol) == [BUSY]
+    assert texts(fake_telegram, BOB) == ["Slowly but surely."]
+    assert len(engine.prompts) == 2

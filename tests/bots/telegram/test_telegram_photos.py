@@ -158,3 +158,19 @@ async def test_non_image_file_gets_a_polite_reply_and_the_bot_keeps_going(
         await settled(fake_telegram, bot, 1, recording)
     assert len(recording.prompts) == 1  # nothing of the bad input reached the model
     assert len(texts(fake_telegram)) == 4
+
+
+async def test_too_large_image_file_is_refused_before_downloading(
+    fake_telegram: FakeTelegram, run_bot, recording: RecordingEngine, tg_settings
+):
+    settings = tg_settings.model_copy(
+        update={"images": tg_settings.images.model_copy(update={"max_file_bytes": 2048})}
+    )
+    big = image_bytes("BMP", size=(100, 100))  # uncompressed: 30 kB
+    assert len(big) > 2048
+    async with run_bot(settings=settings):
+        fake_telegram.send(CHAT, SENDER, document=(big, "image/bmp", "big.bmp"))
+        await fake_telegram.wait_for(lambda: texts(fake_telegram))
+    assert "too large" in texts(fake_telegram)[0]
+    assert fake_telegram.downloads == []
+    assert recording.prompts == []
