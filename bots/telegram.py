@@ -207,7 +207,7 @@ class TelegramAdapter:
             if not inbound.is_group(message):
                 await self._say_once(update, UNSUPPORTED)
             return
-        await self._take_in([message], f"telegram:{update.update_id}", update)
+        await self._take_in([message], f"telegram:{update.update_id}")
 
     async def _on_album(self, album: Album) -> None:
         messages = album.messages
@@ -217,9 +217,9 @@ class TelegramAdapter:
             await self._refuse(messages[0])
             return
         event_id = f"telegram:album:{album.chat_id}:{album.media_group_id}"
-        await self._take_in(messages, event_id, None)
+        await self._take_in(messages, event_id)
 
-    async def _take_in(self, messages: list[Message], event_id: str, update: Update | None) -> None:
+    async def _take_in(self, messages: list[Message], event_id: str) -> None:
         """Download, check and store the user's turn, then answer it in the background."""
         first = messages[0]
         target = inbound.reply_target(first)

@@ -74,13 +74,13 @@ class PollingIntake:
                 await asyncio.sleep(RETRY_AFTER_ERROR_S)
                 continue
             fresh = [update for update in updates if update.update_id not in handled]
+            # Chats are taken in side by side; one chat's messages in order, so its history is.
+            by_chat: dict[int, list[Update]] = {}
             for update in fresh:
-                try:
-                    await self.handle(update)
-                except Exception:
-                    # One bad update must not stop the bot (nor be redelivered forever).
-                    log.exception("update %d could not be handled", update.update_id)
-                handled.add(update.update_id)
+                chat = update.effective_chat
+                by_chat.setdefault(chat.id if chat else 0, []).append(update)
+            await asyncio.gather(*(self._handle_in_order(batch) for batch in by_chat.values()))
+            handled.update(update.update_id for update in fresh)
             if updates:
                 offset = max(offset, updates[-1].update_id + 1)
             held = self.oldest_unconfirmed()
@@ -90,6 +90,14 @@ class PollingIntake:
                 offset = confirm_below
                 if not fresh:
                     await asyncio.sleep(HELD_POLL_S)
+
+    async def _handle_in_order(self, updates: list[Update]) -> None:
+        for update in updates:
+            try:
+                await self.handle(update)
+            except Exception:
+                # One bad update must not stop the bot (nor be redelivered forever).
+                log.exception("update %d could not be handled", update.update_id)
 
 
 class WebhookIntake:

@@ -114,7 +114,8 @@ class TelegramReply:
         await self._show(text.strip() or EMPTY_ANSWER)
 
     async def _show(self, text: str) -> None:
-        pieces = split_message(text)
+        # Telegram trims messages, so a piece differing only in outer spaces is no change.
+        pieces = [piece.strip() for piece in split_message(text)]
         for index, piece in enumerate(pieces):
             if index < len(self._messages):
                 if self._shown[index] != piece:

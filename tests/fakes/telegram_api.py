@@ -22,6 +22,7 @@ from aiohttp import web
 from PIL import Image
 
 from tests.fakes.telegram_html import EntityParseError, visible_text
+from tests.fakes.telegram_updates import entities, user, utf16_len
 
 TOKEN = "123456:TEST-fake-token"
 MESSAGE_LIMIT = 4096
@@ -59,25 +60,6 @@ class SentMessage:
     thread_id: int | None
     edits: int = 0
     deleted: bool = False
-
-
-def utf16_len(text: str) -> int:
-    return len(text.encode("utf-16-le")) // 2
-
-
-def user(user_id: int, name: str = "Ada") -> dict[str, Any]:
-    return {"id": user_id, "is_bot": False, "first_name": name}
-
-
-def private_chat(user_id: int) -> dict[str, Any]:
-    return {"id": user_id, "type": "private", "first_name": "Ada"}
-
-
-def group_chat(chat_id: int, forum: bool = False) -> dict[str, Any]:
-    chat: dict[str, Any] = {"id": chat_id, "type": "supergroup", "title": "Photo club"}
-    if forum:
-        chat["is_forum"] = True
-    return chat
 
 
 class FakeTelegram:
@@ -176,10 +158,10 @@ class FakeTelegram:
         }
         if text is not None:
             message["text"] = text
-            message["entities"] = self._entities(text)
+            message["entities"] = entities(text)
         if caption is not None:
             message["caption"] = caption
-            message["caption_entities"] = self._entities(caption)
+            message["caption_entities"] = entities(caption)
         if photo is not None:
             message["photo"] = self.photo_sizes(photo)
         if document is not None:
@@ -221,16 +203,6 @@ class FakeTelegram:
         self, chat: dict[str, Any], sender: dict[str, Any], text: str | None = None, **kw: Any
     ) -> int:
         return self.push(self.user_message(chat, sender, text, **kw))
-
-    def _entities(self, text: str) -> list[dict[str, Any]]:
-        entities = []
-        for word_start, word in _words(text):
-            offset = utf16_len(text[:word_start])
-            if word.startswith("@") and len(word) > 1:
-                entities.append({"type": "mention", "offset": offset, "length": utf16_len(word)})
-            elif word.startswith("/") and word_start == 0 and len(word) > 1:
-                entities.append({"type": "bot_command", "offset": 0, "length": utf16_len(word)})
-        return entities
 
     # -- what tests inspect -------------------------------------------------------------------
 
@@ -360,7 +332,7 @@ class FakeTelegram:
             raise ApiError(400, "Bad Request: message to edit not found")
         raw, parse_mode = params.get("text", ""), params.get("parse_mode")
         text = self._checked(raw, parse_mode)
-        if raw == message.raw and parse_mode == message.parse_mode:
+        if raw.strip() == message.raw.strip() and parse_mode == message.parse_mode:
             raise ApiError(400, "Bad Request: message is not modified: specified new message "
                                 "content and reply markup are exactly the same as a current "
                                 "content and reply markup of the message")  # fmt: skip
@@ -389,18 +361,6 @@ class FakeTelegram:
         }  # fmt: skip
 
 
-def _words(text: str) -> list[tuple[int, str]]:
-    words, start = [], None
-    for index, char in enumerate([*text, " "]):
-        if char.isspace():
-            if start is not None:
-                words.append((start, text[start:index].rstrip(".,!?:;")))
-            start = None
-        elif start is None:
-            start = index
-    return words
-
-
 def _checked_text(raw: str, parse_mode: str | None) -> str:
     if parse_mode not in (None, "HTML"):
         raise ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode}")
@@ -412,7 +372,7 @@ def _checked_text(raw: str, parse_mode: str | None) -> str:
         raise ApiError(400, "Bad Request: message text is empty")
     if utf16_len(text) > MESSAGE_LIMIT:
         raise ApiError(400, "Bad Request: message is too long")
-    return text
+    return text.strip()  # Telegram trims what it shows
 
 
 async def _params(request: web.Request) -> dict[str, Any]:

@@ -11,8 +11,9 @@ from bots.telegram_render import markdown_to_html, utf16_len
 from tests.bots.telegram.conftest import with_telegram
 from tests.conftest import image_bytes
 from tests.fakes.engines import FixedTextEngine
-from tests.fakes.telegram_api import FakeTelegram, private_chat, user
+from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.telegram_html import visible_text
+from tests.fakes.telegram_updates import private_chat, user
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -9,7 +9,8 @@ from core.commands import HELP_TEXT, START_TEXT
 from tests.bots.telegram.conftest import with_telegram
 from tests.conftest import image_bytes
 from tests.fakes.engines import RecordingEngine
-from tests.fakes.telegram_api import FakeTelegram, group_chat, private_chat, user
+from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_updates import group_chat, private_chat, user
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -7,7 +7,8 @@ from PIL import Image
 
 from tests.conftest import image_bytes
 from tests.fakes.engines import RecordingEngine
-from tests.fakes.telegram_api import FakeTelegram, private_chat, user
+from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_updates import private_chat, user
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

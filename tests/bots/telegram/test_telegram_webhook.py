@@ -8,7 +8,8 @@ from pydantic import SecretStr
 
 from tests.bots.telegram.conftest import with_telegram
 from tests.fakes.engines import RecordingEngine
-from tests.fakes.telegram_api import FakeTelegram, private_chat, user
+from tests.fakes.telegram_api import FakeTelegram
+from tests.fakes.telegram_updates import private_chat, user
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
