@@ -42,10 +42,6 @@ def tg_settings(settings: Settings, fake_telegram: FakeTelegram) -> Settings:
     return settings.model_copy(update={"telegram": telegram})
 
 
-def with_telegram(settings: Settings, **changes: Any) -> Settings:
-    return settings.model_copy(update={"telegram": settings.telegram.model_copy(update=changes)})
-
-
 @pytest.fixture
 def recording(tiny_engine: Engine) -> RecordingEngine:
     return RecordingEngine(tiny_engine)

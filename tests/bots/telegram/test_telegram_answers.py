@@ -8,7 +8,7 @@ import pytest
 
 from bots.telegram import BUSY
 from bots.telegram_render import markdown_to_html, utf16_len
-from tests.bots.telegram.conftest import with_telegram
+from tests.bots.telegram.telegram_helpers import MARKDOWN, with_telegram
 from tests.conftest import image_bytes
 from tests.fakes.engines import FixedTextEngine
 from tests.fakes.telegram_api import FakeTelegram
@@ -18,18 +18,6 @@ from tests.fakes.telegram_updates import private_chat, user
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 ADA, BOB = 501, 502
-
-MARKDOWN = """# Result
-The **total** is *42 €* and __due__ ~~today~~ tomorrow; 3 < 4 && 5 > 2.
-- item with `a <b> & c`
-* another item with snake_case_name and 2*3*4
-**unclosed bold and *crossed** markers*
-[the docs](https://example.org/a?b=1&c="2") and [not a link](javascript:alert(1))
-```python
-if a < b and c > d:
-    print("<html>&amp;")
-```
-Stray ``` backticks, <script>alert(1)</script>, &nbsp; &#65; and an emoji 🐈."""
 
 
 def texts(fake: FakeTelegram, chat_id: int = ADA) -> list[str]:

@@ -6,7 +6,7 @@ import pytest
 
 from bots.telegram import REFUSAL
 from core.commands import HELP_TEXT, START_TEXT
-from tests.bots.telegram.conftest import with_telegram
+from tests.bots.telegram.telegram_helpers import with_telegram
 from tests.conftest import image_bytes
 from tests.fakes.engines import RecordingEngine
 from tests.fakes.telegram_api import FakeTelegram

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bots.telegram_render import markdown_to_html, split_message, utf16_len
-from tests.bots.telegram.test_telegram_answers import MARKDOWN
+from tests.bots.telegram.telegram_helpers import MARKDOWN
 from tests.fakes.telegram_html import visible_text
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.bots.telegram.conftest import with_telegram
+from tests.bots.telegram.telegram_helpers import with_telegram
 from tests.conftest import image_bytes
 from tests.fakes.engines import FixedTextEngine, RecordingEngine
 from tests.fakes.telegram_api import FakeTelegram

@@ -13,7 +13,7 @@ from bots.telegram import TelegramAdapter
 from core.config import ConfigError
 from core.service import ConversationService
 from storage.store import ConversationStore
-from tests.bots.telegram.conftest import with_telegram
+from tests.bots.telegram.telegram_helpers import with_telegram
 from tests.fakes.engines import RecordingEngine
 from tests.fakes.telegram_api import FakeTelegram
 

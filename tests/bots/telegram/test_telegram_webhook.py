@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
-from tests.bots.telegram.conftest import with_telegram
+from tests.bots.telegram.telegram_helpers import with_telegram
 from tests.fakes.engines import RecordingEngine
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.telegram_updates import private_chat, user
