@@ -15,6 +15,7 @@ import io
 import itertools
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,6 +75,7 @@ class FakeTelegram:
         self.injected: dict[int, dict[str, Any]] = {}  # update id → the message it carried
         self.webhook: dict[str, Any] | None = None
         self.errors: list[tuple[str, str]] = []  # (method, description) of every refused call
+        self.on_confirm: Callable[[dict[str, Any]], None] | None = None  # sees confirmed updates
         self.refuse_html = False  # reject every HTML message, as for a rule we did not foresee
         self._updates: list[dict[str, Any]] = []  # not yet confirmed by an offset
         self._update_ids = itertools.count(1000)
@@ -286,6 +288,9 @@ class FakeTelegram:
                                 "use deleteWebhook to delete the webhook first")  # fmt: skip
         offset = int(params.get("offset") or 0)
         if offset:  # confirms every update before it, as Telegram does
+            for update in self._updates:
+                if update["update_id"] < offset and self.on_confirm is not None:
+                    self.on_confirm(update)
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         deadline = time.monotonic() + float(params.get("timeout") or 0)
         while True:

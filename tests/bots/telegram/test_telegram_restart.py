@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from storage.store import ConversationStore
 from tests.bots.telegram.telegram_helpers import with_telegram
 from tests.conftest import image_bytes
 from tests.fakes.engines import FixedTextEngine, RecordingEngine
@@ -91,3 +92,26 @@ async def test_album_interrupted_while_gathering_arrives_after_the_restart(
     assert len(recording.prompts) == 1
     assert len(recording.prompts[0][-1].images) == 2
     assert len(texts(fake_telegram)) == 1
+
+
+async def test_updates_are_confirmed_to_telegram_only_once_stored(
+    fake_telegram: FakeTelegram, run_bot, tg_settings
+):
+    observer = ConversationStore(tg_settings.storage.url)
+    stored_when_confirmed: list[list[str]] = []
+
+    def check(update: dict) -> None:
+        turns = observer.history(f"telegram:{ADA}")
+        stored_when_confirmed.append([t.text for t in turns if t.role == "user"])
+
+    fake_telegram.on_confirm = check
+    engine = FixedTextEngine("Noted.", delay_s=0.05)
+    async with run_bot(engine=engine) as bot:
+        fake_telegram.send(CHAT, SENDER, photo=image_bytes(), caption="one")
+        fake_telegram.send(CHAT, SENDER, photo=image_bytes(), caption="two")
+        fake_telegram.send(CHAT, SENDER, "three")
+        await idle(fake_telegram, bot)
+    observer.close()
+    assert len(stored_when_confirmed) == 3
+    for number, texts_then in zip(("one", "two", "three"), stored_when_confirmed, strict=True):
+        assert number in texts_then
