@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bots.telegram import REFUSAL
+from bots.telegram import REFUSAL, UNSUPPORTED
 from core.commands import HELP_TEXT, START_TEXT
 from tests.bots.telegram.telegram_helpers import with_telegram
 from tests.conftest import image_bytes
@@ -120,4 +120,36 @@ async def test_allowed_chat_lets_everyone_in_it_ask(
         await fake_telegram.wait_for(lambda: len(recording.prompts) == 1)
         await idle(fake_telegram, bot)
     assert texts(fake_telegram, FORUM) == [REFUSAL]
+    assert len(texts(fake_telegram, GROUP)) == 1
+
+
+async def test_message_without_text_or_image_gets_a_hint(
+    fake_telegram: FakeTelegram, run_bot, recording: RecordingEngine
+):
+    location = fake_telegram.user_message(private_chat(ADA), user(ADA))
+    location["location"] = {"latitude": 52.37, "longitude": 4.89}
+    async with run_bot() as bot:
+        fake_telegram.push(location)
+        await fake_telegram.wait_for(lambda: texts(fake_telegram, ADA))
+        await idle(fake_telegram, bot)
+    assert texts(fake_telegram, ADA) == [UNSUPPORTED]
+    assert recording.prompts == []
+
+
+async def test_album_in_a_group_counts_when_its_caption_mentions_the_bot(
+    fake_telegram: FakeTelegram, run_bot, recording: RecordingEngine
+):
+    chat, name = group_chat(GROUP), f"@{fake_telegram.username}"
+    async with run_bot() as bot:
+        for caption in (None, f"{name} which is sharper?"):
+            fake_telegram.send(
+                chat, user(ADA), photo=image_bytes(), caption=caption, media_group_id="a"
+            )
+        for _ in range(2):
+            fake_telegram.send(chat, user(BOB), photo=image_bytes(), media_group_id="b")
+        await fake_telegram.wait_for(lambda: recording.prompts)
+        await idle(fake_telegram, bot)
+    [prompt] = recording.prompts
+    assert prompt[-1].text == "which is sharper?"
+    assert len(prompt[-1].images) == 2
     assert len(texts(fake_telegram, GROUP)) == 1

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import aiohttp
 import pytest
 from pydantic import SecretStr
 
 from tests.bots.telegram.telegram_helpers import with_telegram
+from tests.conftest import image_bytes
 from tests.fakes.engines import RecordingEngine
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.telegram_updates import private_chat, user
@@ -54,3 +57,38 @@ async def test_webhook_refuses_requests_without_the_secret_and_answers_the_right
     assert len(recording.prompts) == 1
     assert len(fake_telegram.sent_to(ADA)) == 1
     assert fake_telegram.calls_of("getUpdates") == []
+
+
+async def test_webhook_album_parts_are_acknowledged_once_the_album_is_stored(
+    fake_telegram: FakeTelegram, run_bot, recording: RecordingEngine, tg_settings
+):
+    settings = with_telegram(
+        tg_settings,
+        mode="webhook",
+        webhook_url="https://bot.example.org/hook",
+        webhook_port=0,
+        webhook_secret=SecretStr(SECRET),
+    )
+    parts = [
+        {
+            "update_id": 9100 + number,
+            "message": fake_telegram.user_message(
+                private_chat(ADA), user(ADA), photo=image_bytes(), caption=caption,
+                media_group_id="wh",
+            ),
+        }
+        for number, caption in enumerate(("Same or different?", None))
+    ]  # fmt: skip
+    async with run_bot(settings=settings) as bot, aiohttp.ClientSession() as http:
+        url = f"http://127.0.0.1:{bot.intake.bound_port}/hook"
+
+        async def post(update: dict) -> int:
+            async with http.post(url, json=update, headers={HEADER: SECRET}) as response:
+                return response.status
+
+        statuses = await asyncio.gather(*(post(part) for part in parts))
+        assert statuses == [200, 200]
+        [turn] = [t for t in bot.service.store.history(f"telegram:{ADA}") if t.role == "user"]
+        assert len(turn.images) == 2  # stored before either part was acknowledged
+        await fake_telegram.wait_for(lambda: fake_telegram.sent_to(ADA) and not bot._tasks)
+    assert len(recording.prompts) == 1
