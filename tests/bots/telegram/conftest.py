@@ -1,4 +1,8 @@
-"""Fixtures for the Telegram adapter: the fake Bot API server and a running adapter over it."""
+"""Fixtures for the Telegram adapter: the fake Bot API server and a running adapter over it.
+
+No ``__init__.py`` in this folder: it would make it a package named ``telegram`` that hides
+python-telegram-bot.
+"""
 
 from __future__ import annotations
 
