@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from bots.telegram_render import markdown_to_html, split_message, utf16_len
@@ -45,3 +47,16 @@ def test_split_keeps_every_character_and_fits_the_limit():
     for piece in pieces:
         assert utf16_len(visible_text(markdown_to_html(piece))) <= 4096
     assert " ".join(pieces).replace("```", "").split() == text.replace("```", "").split()
+
+
+def test_random_markdown_soup_always_renders_to_valid_html():
+    rng = random.Random(1234)
+    alphabet = ["*", "**", "_", "__", "~~", "`", "```", "[", "]", "(", ")", "<", ">", "&", "#"]
+    alphabet += ["\n", " ", "- ", "a", "bc", "https://x.y", "&amp;", "<b>", "</i>", "🐈", "\x00"]
+    for _ in range(2000):
+        soup = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 40)))
+        rendered = markdown_to_html(soup)
+        try:
+            visible_text(rendered)
+        except ValueError as error:
+            raise AssertionError(f"{soup!r} → {rendered!r}: {error}") from None
