@@ -28,6 +28,7 @@ REFUSAL = "Sorry, this is a private bot and you are not on its list of allowed u
 UNSUPPORTED = "I can read photos, image files and text messages — please send one of those."
 BUSY = "I'm very busy right now — please send that again in a minute."
 APOLOGY = "Sorry, something went wrong while answering. Please try again."
+INTERRUPT_NOTICE_S = 2.0
 COMMANDS = [
     BotCommand("start", "What this bot does"),
     BotCommand("help", "How to use it"),
@@ -268,6 +269,11 @@ class TelegramAdapter:
                 elif isinstance(event, Answer):
                     await reply.finish(event.text)
                     await self.service.delivered(event.turn_id)
+        except asyncio.CancelledError:
+            # Stopping: the turn stays undelivered and is answered in full after the restart.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(reply.interrupted(), INTERRUPT_NOTICE_S)
+            raise
         except QueueFull:
             log.warning("[%s] queue full; turn %s refused", chat_key, turn_id)
             await reply.say(BUSY)

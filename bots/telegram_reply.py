@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TYPING_EVERY_S = 4.5  # Telegram shows "typing…" for about five seconds per action
+INTERRUPTED = "⏸ Interrupted by a restart — the full answer follows when I'm back."
 EMPTY_ANSWER = "I couldn't come up with an answer to that; please try asking differently."
 
 
@@ -99,6 +100,15 @@ class TelegramReply:
             self._status_message = None
         else:
             await self._send(text, plain=True)
+
+    async def interrupted(self) -> None:
+        """Mark a half-shown answer as cut off (the bot is stopping; it resends it on restart)."""
+        await self.stop_typing()
+        if self._messages:
+            last = len(self._messages) - 1
+            await self._edit(self._messages[last], f"{self._shown[last]}\n\n_{INTERRUPTED}_")
+        elif self._status_message is not None:
+            await self._edit(self._status_message, INTERRUPTED, plain=True)
 
     # -- the answer -------------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from bots.telegram_reply import INTERRUPTED
 from storage.store import ConversationStore
 from tests.bots.telegram.telegram_helpers import with_telegram
 from tests.conftest import image_bytes
@@ -58,8 +59,11 @@ async def test_a_turn_stored_before_a_crash_is_answered_once_after_the_restart(
     async with run_bot(engine=stuck) as bot:
         question = fake_telegram.send(CHAT, SENDER, "Are you there?")
         await fake_telegram.wait_for(lambda: stuck.prompts)
-    # Stopped mid-answer: the turn was stored but never delivered.
+        await fake_telegram.wait_for(lambda: texts(fake_telegram))
+    # Stopped mid-answer: the turn was stored but never delivered, and the user was told.
     assert [t.turn_id for t in await bot.service.undelivered("telegram")] != []
+    [partial] = texts(fake_telegram)
+    assert partial.startswith("never") and partial.endswith(INTERRUPTED)
 
     fake_telegram.redeliver(question)
     engine = FixedTextEngine("Yes, here I am.")
