@@ -160,10 +160,9 @@ class TelegramAdapter:
     # -- handlers -----------------------------------------------------------------------------
 
     def _allowed(self, message: Message) -> bool:
-        users, chats = self.config.allowed_user_ids, self.config.allowed_chat_ids
-        if not users and not chats:
-            return True
-        return inbound.sender_id(message) in users or message.chat_id in chats
+        return inbound.is_allowed(
+            message, self.config.allowed_user_ids, self.config.allowed_chat_ids
+        )
 
     async def _refuse(self, message: Message) -> None:
         """One polite refusal per person and chat, ever; later messages are dropped quietly."""

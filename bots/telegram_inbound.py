@@ -96,6 +96,17 @@ def _is_image_document(message: Message) -> bool:
     return mime.startswith("image/")
 
 
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB" if size >= 100 * 1024 else f"{size / 1024:.0f} kB"
+
+
+def is_allowed(message: Message, user_ids: list[int], chat_ids: list[int]) -> bool:
+    """No allow-lists: everyone. Otherwise a listed user anywhere, or anyone in a listed chat."""
+    if not user_ids and not chat_ids:
+        return True
+    return sender_id(message) in user_ids or message.chat_id in chat_ids
+
+
 def has_content(message: Message) -> bool:
     return bool(message.text or message.caption or message.photo or message.document)
 
@@ -118,8 +129,7 @@ async def download_images(message: Message, bot: Bot, max_file_bytes: int) -> li
     limit = min(max_file_bytes, BOT_API_DOWNLOAD_LIMIT)
     if size is not None and size > limit:
         raise InboundError(
-            f"That image file is too large ({size / 1024 / 1024:.1f} MB); the limit is "
-            f"{limit / 1024 / 1024:.0f} MB."
+            f"That image file is too large ({_megabytes(size)}); the limit is {_megabytes(limit)}."
         )
     try:
         telegram_file = await bot.get_file(file_id)

@@ -172,6 +172,6 @@ async def test_too_large_image_file_is_refused_before_downloading(
     async with run_bot(settings=settings):
         fake_telegram.send(CHAT, SENDER, document=(big, "image/bmp", "big.bmp"))
         await fake_telegram.wait_for(lambda: texts(fake_telegram))
-    assert "too large" in texts(fake_telegram)[0]
+    assert "too large (29 kB); the limit is 2 kB" in texts(fake_telegram)[0]
     assert fake_telegram.downloads == []
     assert recording.prompts == []
