@@ -75,6 +75,8 @@ class TelegramSettings(_Section):
     base_url: str = "https://api.telegram.org/bot"
     base_file_url: str = "https://api.telegram.org/file/bot"
     edit_interval_s: float = Field(default=1.5, ge=0.0)
+    album_wait_s: float = Field(default=1.0, ge=0.0)
+    poll_timeout_s: int = Field(default=30, ge=0, le=50)
 
 
 class SlackSettings(_Section):
