@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.background import BackgroundTask
 
-from bots.web_errors import ApiError, busy, check_api_key, sse
+from bots.web_errors import ApiError, busy, check_api_key, sse, sse_event_schema
 from bots.web_images import decode_base64_image
 from core.config import Settings
 from core.images import ImageError
@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 PLATFORM = "web"
 NEW_SESSION = "new"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
+EVENTS = ("session", "queued", "started", "delta", "done", "error")
 
 
 class ChatRequest(BaseModel):
@@ -143,7 +144,7 @@ def chat_router(settings: Settings, service: ConversationService, model_name: st
     @router.post(
         "/chat/stream",
         response_class=StreamingResponse,
-        responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+        responses={200: {"content": {"text/event-stream": {"schema": sse_event_schema(EVENTS)}}}},
         summary="Ask, and receive the answer as server-sent events (used by the page)",
         description="Events: session, queued {position}, started, delta {text}, done {text}, "
         "error {error}.",

@@ -194,3 +194,15 @@ def sse(event: str | None, data: Any) -> str:
     payload = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
     head = f"event: {event}\n" if event else ""
     return f"{head}data: {payload}\n\n"
+
+
+def sse_event_schema(events: Sequence[str] = ()) -> dict[str, Any]:
+    """OpenAPI (3.1) schema of one server-sent event, as the stream's ``schema`` describes."""
+    event: dict[str, Any] = (
+        {"type": "string", "enum": list(events)} if events else {"type": "string"}
+    )
+    return {
+        "type": "object",
+        "properties": {"event": event, "data": {"type": "string"}, "id": {"type": "string"}},
+        "required": ["data"],
+    }

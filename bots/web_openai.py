@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bots.web_errors import ApiError, busy, check_api_key, sse
+from bots.web_errors import ApiError, busy, check_api_key, sse, sse_event_schema
 from bots.web_images import resolve_image_url
 from core.config import Settings
 from core.engine import GenerationParams
@@ -156,7 +156,7 @@ _DOCUMENTED_200: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The answer; with stream=true, OpenAI chunks as server-sent events "
         "ending with 'data: [DONE]'.",
-        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        "content": {"text/event-stream": {"schema": sse_event_schema()}},
     }
 }
 
