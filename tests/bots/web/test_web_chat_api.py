@@ -11,7 +11,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.bots.web.conftest import ServerFactory
+from tests.bots.web.conftest import ServerFactory, eventually
 from tests.conftest import image_bytes
 from tests.fakes.engines import RecordingEngine
 
@@ -36,7 +36,7 @@ def test_reference_request_is_answered(live_server: ServerFactory, jpeg: bytes):
     assert prompt[-1].text == "What is in the picture?"
     assert len(prompt[-1].images) == 1
     # The answer counts as delivered once sent (nothing to re-send after a restart).
-    assert server.service.store.undelivered("web") == []
+    assert eventually(lambda: server.service.store.undelivered("web") == [])
 
 
 def test_data_url_several_images_and_no_query_gets_a_description(

@@ -15,7 +15,7 @@ import pytest
 from bots.web import WebAdapter
 from core.config import ConfigError
 from core.engine import Engine, GenerationParams, PromptTurn, StopFlag
-from tests.bots.web.conftest import ServerFactory, web_settings
+from tests.bots.web.conftest import ServerFactory, eventually, web_settings
 from tests.fakes.engines import RecordingEngine
 
 
@@ -179,7 +179,7 @@ async def test_a_full_queue_answers_503_with_retry_after(live_server: ServerFact
     assert "busy" in excess[0].json()["error"]
     assert "busy" in openai_excess.json()["error"]["message"]
     # Refused before storing: no unanswered turn lingers in any conversation.
-    assert server.service.store.undelivered("web") == []
+    assert eventually(lambda: server.service.store.undelivered("web") == [])
 
 
 def test_healthz_and_config(live_server: ServerFactory):
