@@ -302,6 +302,11 @@ async function start() {
 // -- wiring --------------------------------------------------------------------------------
 
 $("composer").addEventListener("submit", send);
+$("key-row").addEventListener("submit", (event) => {
+  event.preventDefault();
+  localStorage.setItem(API_KEY, $("api-key").value.trim());
+  $("question").focus();
+});
 $("question").addEventListener("keydown", (event) => {
   if (event.key === "Enter" && !event.shiftKey && !event.isComposing) send(event);
 });

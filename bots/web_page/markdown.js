@@ -1,6 +1,7 @@
 // A deliberately small Markdown renderer for model answers. Safety rests on one rule: the whole
 // text is HTML-escaped FIRST, and the few constructs below only wrap already-escaped text in fixed
 // tags, so no character of the answer can ever become markup (no links, no raw HTML).
+(() => {
 "use strict";
 
 function escapeHtml(text) {
@@ -82,3 +83,4 @@ function renderMarkdown(text) {
 }
 
 window.visionbotMarkdown = { escapeHtml, renderMarkdown };
+})();
