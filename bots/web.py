@@ -14,8 +14,10 @@ from collections.abc import Iterator
 
 import uvicorn
 
+from bots.web_api import ONE_SHOT, PLATFORM
 from bots.web_app import create_app
 from core.config import ConfigError, Settings
+from core.queue import QueueFull
 from core.service import ConversationService
 
 __all__ = ["WebAdapter", "create_app", "is_loopback"]
@@ -57,6 +59,7 @@ class WebAdapter:
         self.app = create_app(settings, service)
         self._server: _EmbeddedServer | None = None
         self._task: asyncio.Task[None] | None = None
+        self._recovery: asyncio.Task[None] | None = None
         self.port: int | None = None
 
     @property
@@ -102,8 +105,37 @@ class WebAdapter:
                 raise RuntimeError("the web server stopped during start-up")
             await asyncio.sleep(0.01)
         log.info("web chat page and API on %s", self.url)
+        self._recovery = asyncio.create_task(self._recover(), name="web-recovery")
+
+    async def _recover(self) -> None:
+        """Finish what a previous run stored but never answered (it stopped or crashed).
+
+        The HTTP client that asked is gone, but a page session shows its history on reload, so
+        its unanswered question still gets an answer; one-shot calls cannot be continued by
+        anyone, so they are only closed.
+        """
+        for pending in await self.service.undelivered(PLATFORM):
+            key = pending.chat.key
+            try:
+                if pending.answer is None and not pending.chat.chat_id.startswith(ONE_SHOT):
+                    log.info("[%s] answering turn %d left from the last run", key, pending.turn_id)
+                    async for _event in self.service.resume(pending):
+                        pass
+                await self.service.delivered(pending.turn_id)
+            except QueueFull:
+                log.warning(
+                    "[%s] queue full; turn %d is left for the next start", key, pending.turn_id
+                )
+                return
+            except Exception:
+                log.exception("[%s] could not finish turn %d", key, pending.turn_id)
 
     async def stop(self) -> None:
+        if self._recovery is not None:
+            self._recovery.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._recovery
+            self._recovery = None
         if self._server is None or self._task is None:
             return
         self._server.should_exit = True

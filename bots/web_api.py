@@ -26,6 +26,7 @@ from core.service import ConversationService, Receipt, UserInputError
 log = logging.getLogger(__name__)
 
 PLATFORM = "web"
+ONE_SHOT = "once-"  # chat id prefix of calls without a session
 NEW_SESSION = "new"
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{20,64}$")
 EVENTS = ("session", "queued", "started", "delta", "done", "error")
@@ -86,7 +87,7 @@ def chat_router(settings: Settings, service: ConversationService, model_name: st
     async def resolve_session(session: str | None) -> tuple[ChatRef, str | None]:
         if session is None:
             # One-shot: a chat of its own that nobody is told about, so it cannot be continued.
-            return ChatRef(PLATFORM, "once-" + secrets.token_urlsafe(18)), None
+            return ChatRef(PLATFORM, ONE_SHOT + secrets.token_urlsafe(18)), None
         if session == NEW_SESSION:
             session = secrets.token_urlsafe(24)
             return ChatRef(PLATFORM, session), session

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,8 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--no-first-run",
 ]
-DOCS = Path(__file__).resolve().parents[3] / "docs"
+# Set to docs/ to refresh the README's screenshots; by default they go to the test's tmp folder.
+SCREENSHOT_DIR = os.environ.get("VISIONBOT_SCREENSHOT_DIR")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -228,7 +230,8 @@ async def test_screenshots_of_a_conversation(
     # Scripted answers (the tiny test model writes gibberish); the page is what is pictured.
     engine = FixedTextEngine(SCRIPTED_ANSWERS[0], piece_chars=12)
     server = live_server(engine=engine, model={"id": "Qwen/Qwen3-VL-2B-Instruct"})
-    DOCS.mkdir(exist_ok=True)
+    folder = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path
+    folder.mkdir(exist_ok=True)
     for name, context in (
         ("web-page.png", {"viewport": {"width": 1000, "height": 760}}),
         ("web-page-phone.png", {"viewport": {"width": 390, "height": 760}, "is_mobile": True}),
@@ -239,5 +242,7 @@ async def test_screenshots_of_a_conversation(
         await ask(page, "What is in this picture?", 0)
         engine.text = SCRIPTED_ANSWERS[1]
         await ask(page, "Which colour dominates?", 1)
-        await page.screenshot(path=str(DOCS / name))
+        await page.screenshot(path=str(folder / name))
         await page.context.close()
+        with Image.open(folder / name) as shot:
+            assert shot.size == (context["viewport"]["width"], context["viewport"]["height"])

@@ -15,6 +15,9 @@ import pytest
 from bots.web import WebAdapter
 from core.config import ConfigError
 from core.engine import Engine, GenerationParams, PromptTurn, StopFlag
+from core.messages import ChatRef, Incoming
+from core.service import ConversationService
+from storage.store import ConversationStore
 from tests.bots.web.conftest import ServerFactory, eventually, web_settings
 from tests.fakes.engines import RecordingEngine
 
@@ -226,3 +229,34 @@ async def test_start_logs_the_url_and_stop_closes_the_port(
         await adapter.stop()
         with pytest.raises(httpx.ConnectError):
             await client.get(adapter.url + "healthz")
+
+
+async def test_questions_left_unanswered_by_a_previous_run_are_finished(
+    tmp_path, tiny_model_dir, tiny_engine, jpeg: bytes
+):
+    settings = web_settings(tmp_path, tiny_model_dir)
+    store = ConversationStore(settings.storage.url)
+    try:
+        # The previous run stored these, then stopped before answering or delivering.
+        before = ConversationService(settings, store, tiny_engine)
+        session_chat = ChatRef("web", "S" * 32)
+        await before.receive(Incoming(session_chat, "web", "Still there?", (jpeg,)))
+        await before.receive(Incoming(ChatRef("web", "once-abcdefghijklmnopqrstuv"), "web", "q"))
+
+        service = ConversationService(settings, store, RecordingEngine(tiny_engine))
+        adapter = WebAdapter(settings, service)
+        await adapter.start()
+        try:
+            for _ in range(500):
+                if not store.undelivered("web"):
+                    break
+                await asyncio.sleep(0.01)
+        finally:
+            await adapter.stop()
+        assert store.undelivered("web") == []
+        # The page session's question was answered (its history shows it on reload) ...
+        assert [t.role for t in store.history(session_chat.key)] == ["user", "assistant"]
+        # ... while the one-shot call, whose caller is gone for good, was not run again.
+        assert [p[-1].text for p in service.engine.prompts] == ["Still there?"]
+    finally:
+        store.close()
