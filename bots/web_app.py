@@ -104,7 +104,8 @@ def create_app(settings: Settings, service: ConversationService) -> FastAPI:
         title="visionbot",
         version="1",
         summary="Ask a local vision-language model about images",
-        docs_url="/docs",
+        # FastAPI's docs pages load their scripts from a CDN; the schema itself is at /openapi.json.
+        docs_url=None,
         redoc_url=None,
     )
     name = model_name(settings)

@@ -237,27 +237,26 @@ async def _chunks(
     max_new_tokens: int,
     include_usage: bool,
 ) -> AsyncIterator[str]:
-    def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
-        choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return sse(None, {**head, "object": "chat.completion.chunk", "choices": [choice], **extra})
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+        return sse(None, {**head, "object": "chat.completion.chunk", "choices": choices, **extra})
+
+    def choice(delta: dict[str, str], finish: str | None = None) -> list[dict[str, Any]]:
+        return [{"index": 0, "delta": delta, "finish_reason": finish}]
 
     async with contextlib.aclosing(events):  # type: ignore[type-var]
-        yield chunk({"role": "assistant", "content": ""})
+        yield chunk(choice({"role": "assistant", "content": ""}))
         event = first
         while True:
             if isinstance(event, Queued):
                 # A comment line: ignored by clients, but shows progress and keeps proxies open.
                 yield f": queued, position {event.position}\n\n"
             elif isinstance(event, Delta):
-                yield chunk({"content": event.chunk})
+                yield chunk(choice({"content": event.chunk}))
             elif isinstance(event, Completion):
-                yield chunk({}, _finish(event, max_new_tokens))
+                yield chunk(choice({}, _finish(event, max_new_tokens)))
                 if include_usage:
-                    usage = _usage(event).model_dump()
-                    yield sse(
-                        None,
-                        {**head, "object": "chat.completion.chunk", "choices": [], "usage": usage},
-                    )
+                    # OpenAI's form: one more chunk, without choices, carrying the counts.
+                    yield chunk([], usage=_usage(event).model_dump())
                 yield "data: [DONE]\n\n"
                 return
             try:

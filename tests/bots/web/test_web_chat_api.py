@@ -215,3 +215,35 @@ def test_sessions_and_one_shot_calls_never_see_each_other(live_server: ServerFac
     assert "Alice's secret photo" not in json.dumps(bob_history)
     assert alice.json()["session"] != bob
     assert httpx.get(f"{server.base}/chat/sessions/{'B' * 32}").status_code == 404
+
+
+class BrokenEngine:
+    """A model that fails mid-answer, as a real one can (out of memory, a bad weight file)."""
+
+    def token_cost(self, text: str, image_sizes) -> int:
+        return len(text) // 4 + 1
+
+    def stream(self, turns, params, *, cache_key=None, should_stop=None):
+        yield "Partial"
+        raise RuntimeError("CUDA out of memory; secret internals /opt/model")
+
+
+def test_a_failing_model_gets_500_json_without_internals(live_server: ServerFactory):
+    server = live_server(engine=BrokenEngine())
+    plain = httpx.post(server.base + "/chat", json={"query": "hi"})
+    assert plain.status_code == 500
+    assert set(plain.json()) == {"error"}
+    assert "secret" not in plain.text and "Traceback" not in plain.text
+    with httpx.stream("POST", server.base + "/chat/stream", json={"query": "hi"}) as reply:
+        events = [line for line in reply.iter_lines() if line.startswith(("event:", "data:"))]
+    assert events[-2:] == [
+        "event: error",
+        'data: {"error": "Sorry, answering failed. Please try again."}',
+    ]
+    openai_style = httpx.post(
+        server.base + "/v1/chat/completions", json={"messages": [{"role": "user", "content": "x"}]}
+    )
+    assert openai_style.status_code == 500
+    assert openai_style.json()["error"]["type"] == "server_error"
+    # The server is still fine for the next caller.
+    assert httpx.get(server.base + "/healthz").json()["queue_depth"] == 0
