@@ -246,3 +246,22 @@ async def test_screenshots_of_a_conversation(
         await page.context.close()
         with Image.open(folder / name) as shot:
             assert shot.size == (context["viewport"]["width"], context["viewport"]["height"])
+
+
+async def test_page_asks_for_the_api_key_when_the_server_needs_one(
+    live_server: ServerFactory, browser: Browser, page_errors: list[str]
+):
+    server = live_server(web={"api_keys": ["page-key"]})
+    page = await open_page(browser, server, page_errors)
+    await expect(page.locator("#key-row")).to_be_visible()
+    await page.locator("#question").fill("Without a key?")
+    await page.locator("#question").press("Enter")
+    await expect(page.locator(".message.error")).to_contain_text("API key")
+
+    await page.locator("#api-key").fill("page-key")
+    await page.locator("#api-key").press("Enter")
+    await ask(page, "With the key?", 0)
+    await page.reload()  # the key is remembered, so the history loads
+    await expect(page.locator("body[data-ready=true]")).to_have_count(1)
+    await expect(page.locator(".message.user")).to_have_count(1)
+    assert await page.locator(".message.user").inner_text() == "With the key?"
