@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import socket
 from collections.abc import Iterator
@@ -20,18 +19,9 @@ from core.config import ConfigError, Settings
 from core.queue import QueueFull
 from core.service import ConversationService
 
-__all__ = ["WebAdapter", "create_app", "is_loopback"]
+__all__ = ["WebAdapter", "create_app"]
 
 log = logging.getLogger(__name__)
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -47,13 +37,7 @@ class WebAdapter:
     name = "web"
 
     def __init__(self, settings: Settings, service: ConversationService) -> None:
-        web = settings.web
-        if not is_loopback(web.host) and not web.api_keys and not web.allow_public_without_key:
-            raise ConfigError(
-                f"config: [web] host = {web.host!r} would let anyone on the network use the "
-                "model. Set [web] api_keys (VISIONBOT_WEB__API_KEYS='[\"...\"]'), or set "
-                "[web] allow_public_without_key = true if that is really intended."
-            )
+        # A public host without API keys is refused by the settings themselves (core.config).
         self.settings = settings
         self.service = service
         self.app = create_app(settings, service)

@@ -196,16 +196,16 @@ def test_healthz_and_config(live_server: ServerFactory):
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::", "example.org", "192.168.1.5"])
-def test_public_host_without_api_key_is_refused(host: str, tmp_path, tiny_model_dir, service):
-    settings = web_settings(tmp_path, tiny_model_dir, web={"host": host})
+def test_public_host_without_api_key_is_refused_before_start(host: str, tmp_path, tiny_model_dir):
     with pytest.raises(ConfigError, match="api_keys"):
-        WebAdapter(settings, service)
-    allowed = web_settings(
-        tmp_path, tiny_model_dir, web={"host": host, "allow_public_without_key": True}
-    )
-    WebAdapter(allowed, service)
-    keyed = web_settings(tmp_path, tiny_model_dir, web={"host": host, "api_keys": ["k"]})
-    WebAdapter(keyed, service)
+        web_settings(tmp_path, tiny_model_dir, web={"host": host})
+    for allowed in ({"allow_public_without_key": True}, {"api_keys": ["k"]}, {"enabled": False}):
+        web_settings(tmp_path, tiny_model_dir, web={"host": host, **allowed})
+
+
+def test_loopback_hosts_need_no_key(tmp_path, tiny_model_dir):
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        assert web_settings(tmp_path, tiny_model_dir, web={"host": host}).web.host == host
 
 
 async def test_busy_port_is_a_clear_error(
