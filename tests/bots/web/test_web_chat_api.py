@@ -247,3 +247,17 @@ def test_a_failing_model_gets_500_json_without_internals(live_server: ServerFact
     assert openai_style.json()["error"]["type"] == "server_error"
     # The server is still fine for the next caller.
     assert httpx.get(server.base + "/healthz").json()["queue_depth"] == 0
+
+
+def test_wrapped_and_unpadded_base64_is_accepted(live_server: ServerFactory):
+    server = live_server()
+    # base64.encodebytes wraps lines (as the `base64` tool does); some encoders drop the padding.
+    width = next(w for w in range(321, 400) if len(image_bytes(size=(w, 240))) % 3)
+    odd = image_bytes(size=(width, 240))  # a length that base64 pads
+    wrapped = base64.encodebytes(odd).decode()
+    unpadded = b64(odd).rstrip("=")
+    assert wrapped.count("\n") > 10 and len(unpadded) % 4
+    for image in (wrapped, unpadded, "data:image/jpeg;base64," + wrapped):
+        reply = httpx.post(server.base + "/chat", json={"image": image, "query": "ok?"})
+        assert reply.status_code == 200, reply.text
+    assert all(p[-1].images[0].size == (width, 240) for p in server.service.engine.prompts)
