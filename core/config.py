@@ -5,10 +5,12 @@ Environment variables override the file: ``VISIONBOT_TELEGRAM__TOKEN`` sets ``[t
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -100,6 +102,31 @@ class WebSettings(_Section):
     allow_public_without_key: bool = False
     max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024)
     allow_remote_image_urls: bool = False
+
+    @model_validator(mode="after")
+    def _public_needs_a_key(self) -> WebSettings:
+        # Checked with the settings, so `visionbot run` refuses before spending minutes loading
+        # the model.
+        public = self.enabled and not is_loopback(self.host)
+        if public and not self.api_keys and not self.allow_public_without_key:
+            raise PydanticCustomError(
+                "public_without_key",
+                "host {host} would let anyone on the network use the model. Set [web] "
+                "api_keys (VISIONBOT_WEB__API_KEYS='[\"...\"]'), or [web] "
+                "allow_public_without_key = true if that is really intended",
+                {"host": repr(self.host)},
+            )
+        return self
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only reaches this machine (a host name other than localhost may not)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):

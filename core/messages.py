@@ -74,6 +74,21 @@ AnswerEvent = Queued | Started | Delta | Answer | Duplicate
 
 
 @dataclass(frozen=True)
+class Completion:
+    """The finished answer to a conversation the caller keeps itself; nothing was stored.
+
+    Token counts use the engine's own accounting (image tokens and role markers included).
+    """
+
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+CompletionEvent = Queued | Started | Delta | Completion
+
+
+@dataclass(frozen=True)
 class Pending:
     """A received message whose answer was never delivered (e.g. the process stopped)."""
 

@@ -33,6 +33,11 @@ class InferenceQueue:
         """Requests waiting or running."""
         return len(self._waiting) + (1 if self._busy else 0)
 
+    @property
+    def full(self) -> bool:
+        """A new request would be refused now; lets callers refuse before storing anything."""
+        return len(self._waiting) >= self._max_waiting
+
     async def _wait_turn(self, ticket: object) -> AsyncIterator[Queued]:
         last = 0
         while True:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, replace
 
 from core.commands import command_reply
 from core.config import Settings
@@ -17,6 +17,8 @@ from core.messages import (
     Answer,
     AnswerEvent,
     ChatRef,
+    Completion,
+    CompletionEvent,
     Delta,
     Duplicate,
     Incoming,
@@ -25,13 +27,22 @@ from core.messages import (
     Started,
 )
 from core.queue import InferenceQueue
-from storage.store import ConversationStore, StoredImage
+from storage.store import ConversationStore, StoredImage, StoredTurn
 
 log = logging.getLogger(__name__)
 
 
 class UserInputError(ValueError):
     """The user's message cannot be handled as sent; the message is fit to show to the user."""
+
+
+@dataclass(frozen=True)
+class GivenMessage:
+    """One message of a conversation that the caller keeps itself (stateless APIs)."""
+
+    role: str  # "system", "user" or "assistant"
+    text: str
+    images: tuple[bytes, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -171,6 +182,74 @@ class ConversationService:
             return
         async for event in self.answer(receipt):
             yield event
+
+    # -- conversations kept by the caller ------------------------------------------------------
+
+    def _given_prompt(self, messages: Sequence[GivenMessage]) -> list[PromptTurn]:
+        system = [m.text for m in messages if m.role == "system" and m.text.strip()]
+        rest = [m for m in messages if m.role != "system"]
+        if not rest or rest[-1].role != "user":
+            raise UserInputError("The last message must be the user's question.")
+        turns = []
+        for number, message in enumerate(rest, start=1):
+            if message.role not in ("user", "assistant"):
+                raise UserInputError(f"Message {number} has the unsupported role '{message.role}'.")
+            images: list[StoredImage] = []
+            if message.role == "user":
+                probe = Incoming(ChatRef("given", "-"), "-", message.text, message.images)
+                images = self.check(probe)
+            turns.append(StoredTurn(number, message.role, message.text, tuple(images)))
+        # The operator's system prompt stays first; the caller's own instructions follow it.
+        system_prompt = "\n\n".join([self._budget.system_prompt, *system]).strip()
+        budget = replace(self._budget, system_prompt=system_prompt)
+        return build_prompt(turns, budget, self.engine.token_cost)
+
+    async def complete(
+        self,
+        messages: Sequence[GivenMessage],
+        params: GenerationParams | None = None,
+        *,
+        label: str = "given",
+    ) -> AsyncIterator[CompletionEvent]:
+        """Answer a conversation given in full, through the same queue and engine; store nothing.
+
+        Applies the same checks and history budget as stored chats. Raises ``UserInputError`` /
+        ``ImageError`` for unusable input and ``QueueFull`` before anything is yielded.
+        """
+        prompt = await asyncio.to_thread(self._given_prompt, messages)
+        chosen = params or self.default_params
+
+        def work(stop: threading.Event) -> Iterator[str]:
+            return self.engine.stream(prompt, chosen, should_stop=stop)
+
+        text = ""
+        async for event in self.queue.run(work):
+            if isinstance(event, Queued | Started):
+                yield event
+                continue
+            text += event
+            yield Delta(chunk=event, text=text)
+        text = text.strip()
+
+        def usage() -> tuple[int, int]:
+            cost = self.engine.token_cost
+            prompt_tokens = sum(cost(t.text, [im.size for im in t.images]) for t in prompt)
+            # The answer's own tokens: its cost as a message minus an empty message's overhead.
+            return prompt_tokens, max(0, cost(text, []) - cost("", []))
+
+        prompt_tokens, completion_tokens = await asyncio.to_thread(usage)
+        log.info("[%s] answered a given conversation (%d chars)", label, len(text))
+        yield Completion(text, prompt_tokens, completion_tokens)
+
+    # -- reading a conversation back ----------------------------------------------------------
+
+    async def has_chat(self, chat: ChatRef) -> bool:
+        """Whether any message was ever stored for this chat."""
+        return await asyncio.to_thread(self.store.chat_exists, chat.key)
+
+    async def transcript(self, chat: ChatRef) -> list[StoredTurn]:
+        """The chat's current conversation (since the last reset), images included."""
+        return await asyncio.to_thread(self.store.history, chat.key)
 
     async def delivered(self, turn_id: int) -> None:
         """The adapter has sent the answer to the platform; it will not be re-sent on restart."""

@@ -187,6 +187,10 @@ class ConversationStore:
                 for row in rows
             ]
 
+    def chat_exists(self, key: str) -> bool:
+        with self._tx() as session:
+            return session.get(ChatRow, key) is not None
+
     def reset(self, key: str) -> None:
         """Start a fresh conversation; earlier turns stay in the database but leave the history."""
         with self._tx() as session:
