@@ -150,19 +150,12 @@ class ConversationService:
         Raises ``QueueFull`` before anything is yielded when too many requests are waiting.
         """
         prompt = await self.prompt_for(receipt)
-        chosen = params or self.default_params
         key = receipt.chat.key
-
-        def work(stop: threading.Event) -> Iterator[str]:
-            return self.engine.stream(prompt, chosen, cache_key=key, should_stop=stop)
-
         text = ""
-        async for event in self.queue.run(work):
-            if isinstance(event, Queued | Started):
-                yield event
-                continue
-            text += event
-            yield Delta(chunk=event, text=text)
+        async for event in self._generate(prompt, params, cache_key=key):
+            if isinstance(event, Delta):
+                text = event.text
+            yield event
         text = text.strip()
         answer_id = await asyncio.to_thread(self.store.add_answer, receipt.turn_id, text)
         log.info(
@@ -173,6 +166,23 @@ class ConversationService:
             len(text),
         )
         yield Answer(turn_id=receipt.turn_id, text=text)
+
+    async def _generate(
+        self, prompt: list[PromptTurn], params: GenerationParams | None, cache_key: str | None
+    ) -> AsyncIterator[Queued | Started | Delta]:
+        """Run the engine behind the queue, turning its text pieces into growing deltas."""
+        chosen = params or self.default_params
+
+        def work(stop: threading.Event) -> Iterator[str]:
+            return self.engine.stream(prompt, chosen, cache_key=cache_key, should_stop=stop)
+
+        text = ""
+        async for event in self.queue.run(work):
+            if isinstance(event, Queued | Started):
+                yield event
+                continue
+            text += event
+            yield Delta(chunk=event, text=text)
 
     async def ask(self, message: Incoming) -> AsyncIterator[AnswerEvent]:
         """Receive and answer in one go (for callers that need no acknowledgement in between)."""
@@ -217,18 +227,11 @@ class ConversationService:
         ``ImageError`` for unusable input and ``QueueFull`` before anything is yielded.
         """
         prompt = await asyncio.to_thread(self._given_prompt, messages)
-        chosen = params or self.default_params
-
-        def work(stop: threading.Event) -> Iterator[str]:
-            return self.engine.stream(prompt, chosen, should_stop=stop)
-
         text = ""
-        async for event in self.queue.run(work):
-            if isinstance(event, Queued | Started):
-                yield event
-                continue
-            text += event
-            yield Delta(chunk=event, text=text)
+        async for event in self._generate(prompt, params, cache_key=None):
+            if isinstance(event, Delta):
+                text = event.text
+            yield event
         text = text.strip()
 
         def usage() -> tuple[int, int]:
