@@ -9,6 +9,7 @@ layer (the largest being the 151936×2048 embedding table, read in bfloat16).
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import logging
 from collections.abc import Iterator
@@ -57,6 +58,31 @@ class _Checkpoint:
         with safe_open(self.folder / self.files[name], framework="pt") as f:
             return f.get_tensor(name)
 
+    def rows(self, name: str) -> _StoredRows:
+        return _StoredRows(self, name)
+
+
+class _StoredRows:
+    """A matrix in the checkpoint read a block of rows at a time (the 151936-row tables)."""
+
+    def __init__(self, checkpoint: _Checkpoint, name: str) -> None:
+        self._checkpoint = checkpoint
+        self._name = name
+        with safe_open(checkpoint.folder / checkpoint.files[name], framework="pt") as f:
+            self.shape = tuple(f.get_slice(name).get_shape())
+
+    def __getitem__(self, rows: slice) -> torch.Tensor:
+        with safe_open(
+            self._checkpoint.folder / self._checkpoint.files[self._name], framework="pt"
+        ) as f:
+            return f.get_slice(self._name)[rows]
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them), so peak RSS tracks live data."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
 
 @contextlib.contextmanager
 def _parameters_on_meta() -> Iterator[None]:
@@ -97,19 +123,20 @@ def _load_int8_streaming(folder: Path) -> PreTrainedModel:
     for name, module in list(model.named_modules()):
         prefix = f"{name}." if name else ""
         if isinstance(module, nn.Linear):
-            weight = checkpoint.read(sources[prefix + "weight"])  # as stored; converted per block
+            weight = checkpoint.rows(sources[prefix + "weight"])
             bias = checkpoint.read(sources[prefix + "bias"]) if module.bias is not None else None
             replace_module(model, name, quantize_weight(weight, bias))
-            del weight, bias
+            _release_freed_memory()
         elif module is embeddings and isinstance(module, nn.Embedding):
-            table = checkpoint.read(sources[prefix + "weight"])  # as stored (bf16): no fp32 copy
+            table = checkpoint.rows(sources[prefix + "weight"])
             replace_module(model, name, Int8Embedding(table, module.padding_idx))
-            del table
+            _release_freed_memory()
     for name, param in list(model.named_parameters()):
         if param.device.type == "meta":
             owner, _, attr = name.rpartition(".")
             tensor = checkpoint.read(sources[name]).float()
             setattr(model.get_submodule(owner), attr, nn.Parameter(tensor, requires_grad=False))
+    _release_freed_memory()
     with contextlib.suppress(OSError):
         model.generation_config = GenerationConfig.from_pretrained(folder)
     return model

@@ -8,6 +8,8 @@ kernel are slower on that hardware, so this module uses the former.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
+from typing import Protocol
 
 import torch
 from torch import nn
@@ -26,6 +28,15 @@ def quantize_linear(linear: nn.Linear) -> nn.Module:
         return DynamicInt8Linear.from_float(linear)
 
 
+class RowSource(Protocol):
+    """A weight matrix whose rows can be read a block at a time (a tensor, or one on disk)."""
+
+    @property
+    def shape(self) -> Sequence[int]: ...
+
+    def __getitem__(self, rows: slice) -> torch.Tensor: ...
+
+
 class RowChunkedInt8Linear(nn.Module):
     """A very wide Linear (the 151936-row output head) as int8 blocks of rows.
 
@@ -33,7 +44,7 @@ class RowChunkedInt8Linear(nn.Module):
     (~2 GB at once); block by block the extra memory is one block. The output is the same.
     """
 
-    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None, rows: int = 16384) -> None:
+    def __init__(self, weight: RowSource, bias: torch.Tensor | None, rows: int = 16384) -> None:
         super().__init__()
         self.in_features = weight.shape[1]
         self.out_features = weight.shape[0]
@@ -51,10 +62,11 @@ class RowChunkedInt8Linear(nn.Module):
         return torch.cat([block(hidden) for block in self.blocks], dim=-1)
 
 
-def quantize_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Module:
+def quantize_weight(weight: RowSource, bias: torch.Tensor | None) -> nn.Module:
     """An int8 Linear for these float weights (any float dtype), in blocks when it is huge."""
     if weight.shape[0] > WIDE_ROWS:
         return RowChunkedInt8Linear(weight, bias)
+    weight = weight[0 : weight.shape[0]]
     layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
     layer.weight = nn.Parameter(weight.float(), requires_grad=False)
     if bias is not None:
@@ -65,13 +77,13 @@ def quantize_weight(weight: torch.Tensor, bias: torch.Tensor | None) -> nn.Modul
 class Int8Embedding(nn.Module):
     """An embedding table stored as int8 rows with one fp32 scale per row (a quarter of fp32)."""
 
-    def __init__(self, weight: torch.Tensor, padding_idx: int | None = None) -> None:
+    def __init__(self, weight: RowSource, padding_idx: int | None = None) -> None:
         super().__init__()
         rows = []
         scales = []
-        # Chunked so that quantizing a 151936×2048 table never holds a second fp32 copy of it.
-        for chunk in weight.split(8192):
-            chunk = chunk.float()
+        # Block by block, so a 151936×2048 table is never held in float all at once.
+        for start in range(0, weight.shape[0], 8192):
+            chunk = weight[start : start + 8192].float()
             scale = chunk.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
             rows.append(torch.round(chunk / scale).to(torch.int8))
             scales.append(scale)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from transformers import TopPLogitsWarper
 
-from core.decoding import choose_token
+from core.decoding import choose_token, nucleus
 from core.engine import GenerationParams, PromptTurn
 from core.transformers_engine import EngineOptions, TransformersEngine
 from tests.core.conftest import picture
@@ -41,14 +42,44 @@ def test_greedy_matches_generate(engine: TransformersEngine):
     assert len(ours) == len(theirs) or theirs[len(ours)] in engine._eos
 
 
-def test_seeded_sampling_matches_generate(engine: TransformersEngine):
-    params = GenerationParams(max_new_tokens=16, do_sample=True, temperature=0.8, top_p=0.7, seed=7)
-    ours = list(engine.stream_tokens(TURNS, params))
-    torch.manual_seed(7)
-    theirs = generate_reference(
-        engine, TURNS, max_new_tokens=16, do_sample=True, temperature=0.8, top_p=0.7, top_k=0
-    )
-    assert ours == theirs[: len(ours)]
+def test_seeded_sampling_is_repeatable_and_varies_with_the_seed(engine: TransformersEngine):
+    def sample(seed: int) -> list[int]:
+        params = GenerationParams(
+            max_new_tokens=16, do_sample=True, temperature=1.0, top_p=0.95, seed=seed
+        )
+        return list(engine.stream_tokens(TURNS, params, min_new_tokens=16))
+
+    assert sample(7) == sample(7)
+    assert len({tuple(sample(seed)) for seed in range(4)}) > 1
+
+
+@pytest.mark.parametrize("top_p", [0.3, 0.8, 0.95, 0.999])
+def test_nucleus_is_the_set_transformers_keeps(top_p: float):
+    torch.manual_seed(3)
+    logits = torch.randn(5000) * 4
+    warped = TopPLogitsWarper(top_p=top_p)(None, logits.clone()[None])[0]
+    expected = set(torch.nonzero(warped > float("-inf")).flatten().tolist())
+    probs = logits.softmax(-1)
+    kept_probs, kept_ids = nucleus(probs, top_p)
+    differing = set(kept_ids.tolist()) ^ expected
+    # Both sum float probabilities, in opposite orders: only the one token sitting exactly on
+    # the top-p boundary may fall either way.
+    assert len(differing) <= 1
+    for token in differing:
+        above = float(probs[probs > probs[token]].sum())
+        assert abs(above - top_p) < 1e-4
+    assert torch.allclose(kept_probs, probs[kept_ids])
+
+
+def test_sampling_follows_the_distribution():
+    logits = torch.log(torch.tensor([0.5, 0.3, 0.15, 0.05]))
+    torch.manual_seed(1)
+    for top_p in (1.0, 0.99):
+        params = GenerationParams(do_sample=True, temperature=1.0, top_p=top_p)
+        counts = torch.bincount(
+            torch.tensor([choose_token(logits, params) for _ in range(4000)]), minlength=4
+        )
+        assert torch.allclose(counts / 4000, logits.exp(), atol=0.03)
 
 
 def test_forced_length_ignores_end_of_answer(engine: TransformersEngine):
