@@ -112,7 +112,8 @@ def quantize_model_in_place(model: nn.Module) -> nn.Module:
     one layer's fp32 copy; the tied output head gets its own int8 copy because it is ~15 % of the
     weights every decode step reads.
     """
-    embeddings = model.get_input_embeddings()
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    embeddings = get_embeddings() if get_embeddings is not None else None
     for name, module in list(model.named_modules()):
         if isinstance(module, nn.Linear):
             bias = None if module.bias is None else module.bias.detach()
