@@ -65,8 +65,12 @@ def build_tokenizer(vocab_size: int = 500):  # -> transformers.PreTrainedTokeniz
     return tokenizer
 
 
-def build_tiny_qwen3_vl(folder: Path, *, seed: int = 0) -> Path:
-    """Write a tiny random Qwen3-VL (model, tokenizer, processor, template) into ``folder``."""
+def build_tiny_qwen3_vl(folder: Path, *, seed: int = 0, initializer_range: float = 0.02) -> Path:
+    """Write a tiny random Qwen3-VL (model, tokenizer, processor, template) into ``folder``.
+
+    A larger ``initializer_range`` gives peakier logits, so greedy answers vary from token to token
+    (with the default the tiny model tends to repeat one token, which hides decoding mistakes).
+    """
     import torch
     from transformers import (
         AutoModelForImageTextToText,
@@ -118,6 +122,9 @@ def build_tiny_qwen3_vl(folder: Path, *, seed: int = 0) -> Path:
         vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,
     )
+    config.initializer_range = initializer_range
+    config.text_config.initializer_range = initializer_range
+    config.vision_config.initializer_range = initializer_range
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(config)
     model.generation_config.eos_token_id = ids["<|im_end|>"]

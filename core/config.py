@@ -39,8 +39,8 @@ class ModelSettings(_Section):
     do_sample: bool = True
     seed: int | None = None
     system_prompt: str = ""
-    quantization: Literal["none", "int8-dynamic"] = "none"
-    prefix_cache_mb: int = Field(default=0, ge=0)
+    quantization: Literal["none", "int8-dynamic"] = "int8-dynamic"
+    prefix_cache_mb: int = Field(default=512, ge=0)
 
 
 class ImageSettings(_Section):

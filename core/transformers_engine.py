@@ -1,27 +1,37 @@
-"""The local engine: a Qwen3-VL model loaded with Hugging Face transformers, run on the CPU."""
+"""The local engine: a Qwen3-VL model loaded with Hugging Face transformers, run on the CPU.
+
+Speed work (docs/speed.md): optional int8 weights loaded layer by layer (core.model_loading), a
+hand-written decode loop (core.decoding) and a per-chat KV cache kept between turns
+(core.prefix_cache), so a follow-up question about the same photo pays only for its new tokens.
+"""
 
 from __future__ import annotations
 
 import logging
-import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from transformers import (
-    AutoModelForImageTextToText,
-    AutoProcessor,
-    StoppingCriteria,
-    StoppingCriteriaList,
-    TextIteratorStreamer,
-)
+from transformers import AutoProcessor, DynamicCache
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from core.config import ModelSettings
+from core.decoding import Decoder, prepare_input
 from core.engine import GenerationParams, ModelLoadError, PromptTurn, StopFlag
+from core.model_loading import load_model
+from core.prefix_cache import CachedPrefix, PrefixCache
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromptStats:
+    """How the last prompt was run: its length and how much of it came from the chat's cache."""
+
+    prompt_tokens: int
+    reused_tokens: int
 
 
 @dataclass(frozen=True)
@@ -29,20 +39,18 @@ class EngineOptions:
     model_id: str
     dtype: str = "float32"
     threads: int = 0
+    quantization: str = "none"  # "none" | "int8-dynamic"
+    prefix_cache_mb: int = 0  # 0 = no KV cache kept between turns
 
     @classmethod
     def from_settings(cls, model: ModelSettings) -> EngineOptions:
-        return cls(model_id=model.id, dtype=model.dtype, threads=model.threads)
-
-
-class _StopWhenFlagged(StoppingCriteria):
-    def __init__(self, flag: StopFlag) -> None:
-        self._flag = flag
-
-    def __call__(
-        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any
-    ) -> torch.BoolTensor:
-        return torch.full((input_ids.shape[0],), self._flag.is_set(), dtype=torch.bool)
+        return cls(
+            model_id=model.id,
+            dtype=model.dtype,
+            threads=model.threads,
+            quantization=model.quantization,
+            prefix_cache_mb=model.prefix_cache_mb,
+        )
 
 
 def to_chat_messages(turns: Sequence[PromptTurn]) -> list[dict[str, Any]]:
@@ -55,17 +63,25 @@ def to_chat_messages(turns: Sequence[PromptTurn]) -> list[dict[str, Any]]:
     return messages
 
 
+def _eos_ids(model: Any, processor: Any) -> frozenset[int]:
+    configured = model.generation_config.eos_token_id
+    ids = set(configured if isinstance(configured, list) else [configured])
+    ids.add(processor.tokenizer.eos_token_id)
+    return frozenset(i for i in ids if i is not None)
+
+
 class TransformersEngine:
-    """Loads the processor and model once; streams answers with ``generate``."""
+    """Loads the processor and model once; streams answers, reusing each chat's cached prefix."""
 
     def __init__(self, options: EngineOptions) -> None:
         if options.threads > 0:
             torch.set_num_threads(options.threads)
         self.options = options
+        started = time.perf_counter()
         try:
             self.processor = AutoProcessor.from_pretrained(options.model_id)
-            self.model = AutoModelForImageTextToText.from_pretrained(
-                options.model_id, dtype=getattr(torch, options.dtype)
+            self.model = load_model(
+                options.model_id, dtype=options.dtype, quantization=options.quantization
             )
         except OSError as error:
             raise ModelLoadError(
@@ -74,17 +90,22 @@ class TransformersEngine:
                 "(e.g. `huggingface-cli download Qwen/Qwen3-VL-2B-Instruct --local-dir "
                 "models/qwen3-vl-2b`), or give this machine access to the Hugging Face hub."
             ) from None
-        self.model.eval()
+        self.prefix_cache = PrefixCache(options.prefix_cache_mb * 2**20)
+        self.last_prompt = PromptStats(0, 0)
+        self._eos = _eos_ids(self.model, self.processor)
         image_processor = self.processor.image_processor
         self._factor = image_processor.patch_size * image_processor.merge_size
         size = image_processor.size
         self._min_pixels = size.get("shortest_edge", 56 * 56)
         self._max_pixels = size.get("longest_edge", 28 * 28 * 1280)
         log.info(
-            "model %s loaded (%s, %d threads)",
+            "model %s loaded in %.0f s (%s, quantization %s, %d threads, prefix cache %d MB)",
             options.model_id,
+            time.perf_counter() - started,
             options.dtype,
+            options.quantization,
             torch.get_num_threads(),
+            options.prefix_cache_mb,
         )
 
     def token_cost(self, text: str, image_sizes: Sequence[tuple[int, int]]) -> int:
@@ -109,17 +130,36 @@ class TransformersEngine:
             return_tensors="pt",
         )
 
-    def _generate_kwargs(self, params: GenerationParams) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": params.max_new_tokens,
-            "do_sample": params.do_sample,
-        }
-        if params.do_sample:
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
-        else:
-            # The model's generation_config may carry sampling defaults; greedy must ignore them.
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
+    def stream_tokens(
+        self,
+        turns: Sequence[PromptTurn],
+        params: GenerationParams,
+        *,
+        cache_key: str | None = None,
+        should_stop: StopFlag | None = None,
+        min_new_tokens: int = 0,
+    ) -> Iterator[int]:
+        """Yield the answer's token ids (``min_new_tokens`` forces a length, for benchmarks)."""
+        prompt = prepare_input(self.model, self.build_inputs(turns))
+        keep = cache_key is not None and self.prefix_cache.enabled
+        reused = self.prefix_cache.take(cache_key, prompt.ids, prompt.images) if keep else None
+        cache, start = reused or (DynamicCache(config=self.model.config.get_text_config()), 0)
+        self.last_prompt = PromptStats(len(prompt.ids), start)
+        log.debug("[%s] prompt %d tokens, %d from cache", cache_key, len(prompt.ids), start)
+        if params.seed is not None:
+            torch.manual_seed(params.seed)
+        decoder = Decoder(self.model, prompt, cache, start, self._eos)
+        finished = False
+        try:
+            yield from decoder.tokens(params, should_stop, min_new_tokens)
+            finished = True
+        except GeneratorExit:
+            finished = True  # the caller stopped listening between tokens: the cache is whole
+            raise
+        finally:
+            # After an error inside the model the cache may hold half a step; drop it then.
+            if keep and finished and decoder.fed:
+                self.prefix_cache.put(cache_key, CachedPrefix(cache, decoder.fed, prompt.images))
 
     def stream(
         self,
@@ -129,35 +169,18 @@ class TransformersEngine:
         cache_key: str | None = None,
         should_stop: StopFlag | None = None,
     ) -> Iterator[str]:
-        inputs = self.build_inputs(turns)
-        streamer = TextIteratorStreamer(
-            self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True
-        )
-        stopping = StoppingCriteriaList([_StopWhenFlagged(should_stop)] if should_stop else [])
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                if params.seed is not None:
-                    torch.manual_seed(params.seed)
-                with torch.inference_mode():
-                    self.model.generate(
-                        **inputs,
-                        **self._generate_kwargs(params),
-                        streamer=streamer,
-                        stopping_criteria=stopping,
-                    )
-            except BaseException as error:  # surfaced to the caller below
-                errors.append(error)
-                streamer.end()
-
-        worker = threading.Thread(target=run, name="generate", daemon=True)
-        worker.start()
-        try:
-            for piece in streamer:
-                if piece:
-                    yield piece
-        finally:
-            worker.join()
-        if errors:
-            raise errors[0]
+        tokenizer = self.processor.tokenizer
+        ids: list[int] = []
+        sent = ""
+        for token in self.stream_tokens(
+            turns, params, cache_key=cache_key, should_stop=should_stop
+        ):
+            ids.append(token)
+            text = tokenizer.decode(ids, skip_special_tokens=True)
+            # A character split across tokens decodes as U+FFFD until its last byte arrives.
+            if len(text) > len(sent) and not text.endswith("\ufffd"):
+                yield text[len(sent) :]
+                sent = text
+        text = tokenizer.decode(ids, skip_special_tokens=True)
+        if len(text) > len(sent):
+            yield text[len(sent) :]

@@ -1,0 +1,130 @@
+"""Int8 weights for CPU inference: fbgemm dynamic-int8 Linear layers and an int8 embedding table.
+
+Measured on the 2-core AVX2 target (docs/speed.md): torch.ao's fbgemm dynamic int8 kernel is the
+fastest CPU matmul there for both prefill and one-token decode; torchao's CPU paths and torch's int4
+kernel are slower on that hardware, so this module uses the former.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
+from torch.ao.quantization import per_channel_dynamic_qconfig
+
+WIDE_ROWS = 32768  # Linears with more output rows than this are quantized in blocks
+
+
+def quantize_linear(linear: nn.Linear) -> nn.Module:
+    """An fbgemm int8 copy of an fp32 ``linear`` (per-output-channel weight scales)."""
+    linear.qconfig = per_channel_dynamic_qconfig
+    with warnings.catch_warnings():
+        # torch.ao warns that it is deprecated in favour of torchao; see the module docstring.
+        warnings.simplefilter("ignore")
+        return DynamicInt8Linear.from_float(linear)
+
+
+class RowSource(Protocol):
+    """A weight matrix whose rows can be read a block at a time (a tensor, or one on disk)."""
+
+    @property
+    def shape(self) -> Sequence[int]: ...
+
+    def __getitem__(self, rows: slice) -> torch.Tensor: ...
+
+
+class RowChunkedInt8Linear(nn.Module):
+    """A very wide Linear (the 151936-row output head) as int8 blocks of rows.
+
+    Quantizing it in one piece needs its fp32 copy plus the observer's and packer's temporaries
+    (~2 GB at once); block by block the extra memory is one block. The output is the same.
+    """
+
+    def __init__(self, weight: RowSource, bias: torch.Tensor | None, rows: int = 16384) -> None:
+        super().__init__()
+        self.in_features = weight.shape[1]
+        self.out_features = weight.shape[0]
+        blocks = []
+        for start in range(0, self.out_features, rows):
+            part = weight[start : start + rows]
+            layer = nn.Linear(self.in_features, part.shape[0], bias=bias is not None, device="meta")
+            layer.weight = nn.Parameter(part.float(), requires_grad=False)
+            if bias is not None:
+                layer.bias = nn.Parameter(bias[start : start + rows].float(), requires_grad=False)
+            blocks.append(quantize_linear(layer))
+        self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return torch.cat([block(hidden) for block in self.blocks], dim=-1)
+
+
+def quantize_weight(weight: RowSource, bias: torch.Tensor | None) -> nn.Module:
+    """An int8 Linear for these float weights (any float dtype), in blocks when it is huge."""
+    if weight.shape[0] > WIDE_ROWS:
+        return RowChunkedInt8Linear(weight, bias)
+    weight = weight[0 : weight.shape[0]]
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+    layer.weight = nn.Parameter(weight.float(), requires_grad=False)
+    if bias is not None:
+        layer.bias = nn.Parameter(bias.float(), requires_grad=False)
+    return quantize_linear(layer)
+
+
+class Int8Embedding(nn.Module):
+    """An embedding table stored as int8 rows with one fp32 scale per row (a quarter of fp32)."""
+
+    def __init__(self, weight: RowSource, padding_idx: int | None = None) -> None:
+        super().__init__()
+        rows = []
+        scales = []
+        # Block by block, so a 151936×2048 table is never held in float all at once.
+        for start in range(0, weight.shape[0], 8192):
+            chunk = weight[start : start + 8192].float()
+            scale = chunk.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
+            rows.append(torch.round(chunk / scale).to(torch.int8))
+            scales.append(scale)
+        self.register_buffer("weight_int8", torch.cat(rows))
+        self.register_buffer("scale", torch.cat(scales))
+        self.padding_idx = padding_idx
+        self.num_embeddings, self.embedding_dim = self.weight_int8.shape
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.weight_int8[input_ids].float() * self.scale[input_ids]
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8 rows"
+
+
+def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, module)
+
+
+def quantize_model_in_place(model: nn.Module) -> nn.Module:
+    """Swap every Linear (vision tower, language model, output head) and the input embedding.
+
+    Each layer is converted and its float weights dropped before the next, so the extra memory is
+    one layer's fp32 copy; the tied output head gets its own int8 copy because it is ~15 % of the
+    weights every decode step reads.
+    """
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    embeddings = get_embeddings() if get_embeddings is not None else None
+    for name, module in list(model.named_modules()):
+        if isinstance(module, nn.Linear):
+            bias = None if module.bias is None else module.bias.detach()
+            replace_module(model, name, quantize_weight(module.weight.detach(), bias))
+        elif module is embeddings and isinstance(module, nn.Embedding):
+            replace_module(model, name, Int8Embedding(module.weight.detach(), module.padding_idx))
+    return model
+
+
+def int8_module_count(model: nn.Module) -> int:
+    return sum(
+        isinstance(m, DynamicInt8Linear | Int8Embedding | RowChunkedInt8Linear)
+        for m in model.modules()
+    )

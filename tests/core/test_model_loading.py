@@ -1,0 +1,70 @@
+"""Int8 loading: layer by layer from the safetensors files, the same model as converting after."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+from transformers import AutoModelForImageTextToText
+
+from core.engine import GenerationParams, PromptTurn
+from core.model_loading import load_model
+from core.quantize import (
+    Int8Embedding,
+    RowChunkedInt8Linear,
+    int8_module_count,
+    quantize_model_in_place,
+    quantize_weight,
+)
+from core.transformers_engine import EngineOptions, TransformersEngine
+from tests.core.conftest import picture
+
+
+def test_layer_by_layer_load_equals_converting_a_loaded_model(lively_model_dir: Path):
+    streamed = load_model(str(lively_model_dir), dtype="float32", quantization="int8-dynamic")
+    converted = quantize_model_in_place(
+        AutoModelForImageTextToText.from_pretrained(lively_model_dir, dtype=torch.float32)
+    ).eval()
+    assert not any(isinstance(m, nn.Linear) for m in streamed.modules())
+    assert int8_module_count(streamed) == int8_module_count(converted) > 20
+    assert isinstance(streamed.get_input_embeddings(), Int8Embedding)
+    assert not any(p.device.type == "meta" for p in streamed.parameters())
+    ids = torch.tensor([[5, 17, 42, 99, 7, 3]])
+    with torch.inference_mode():
+        assert torch.equal(streamed(input_ids=ids).logits, converted(input_ids=ids).logits)
+
+
+def test_int8_engine_answers_close_to_float(lively_model_dir: Path):
+    turns = [PromptTurn("user", "What is it?", (picture((200, 30, 30)),))]
+    int8 = TransformersEngine(
+        EngineOptions(str(lively_model_dir), threads=1, quantization="int8-dynamic")
+    )
+    fp32 = TransformersEngine(EngineOptions(str(lively_model_dir), threads=1))
+    inputs = fp32.build_inputs(turns)
+    with torch.inference_mode():
+        a = torch.log_softmax(fp32.model(**inputs).logits[0, -1], -1)
+        b = torch.log_softmax(int8.model(**inputs).logits[0, -1], -1)
+    kl = torch.sum(a.exp() * (a - b))
+    assert kl < 0.1
+    answer = "".join(int8.stream(turns, GenerationParams(max_new_tokens=6, do_sample=False)))
+    assert answer
+
+
+def test_int8_embedding_rows_are_close():
+    table = torch.randn(1000, 64)
+    embedding = Int8Embedding(table.to(torch.bfloat16))
+    ids = torch.tensor([[0, 5, 999]])
+    error = (embedding(ids) - table[ids]).abs().max()
+    assert error < 0.05 * table.abs().max()
+
+
+def test_wide_output_head_quantized_in_blocks_gives_the_same_logits():
+    weight = torch.randn(1000, 64)
+    whole = quantize_weight(weight, None)
+    blocks = RowChunkedInt8Linear(weight.to(torch.bfloat16).float(), None, rows=300)
+    whole_bf16 = quantize_weight(weight.to(torch.bfloat16), None)
+    hidden = torch.randn(1, 3, 64)
+    assert len(blocks.blocks) == 4
+    assert torch.equal(blocks(hidden), whole_bf16(hidden))
+    assert (whole(hidden) - blocks(hidden)).abs().max() < 0.05 * whole(hidden).abs().max()
