@@ -227,6 +227,7 @@ class ConversationService:
         ``ImageError`` for unusable input and ``QueueFull`` before anything is yielded.
         """
         prompt = await asyncio.to_thread(self._given_prompt, messages)
+        limit = (params or self.default_params).max_new_tokens
         text = ""
         async for event in self._generate(prompt, params, cache_key=None):
             if isinstance(event, Delta):
@@ -238,7 +239,10 @@ class ConversationService:
             cost = self.engine.token_cost
             prompt_tokens = sum(cost(t.text, [im.size for im in t.images]) for t in prompt)
             # The answer's own tokens: its cost as a message minus an empty message's overhead.
-            return prompt_tokens, max(0, cost(text, []) - cost("", []))
+            # Re-tokenizing can count more than were generated when the model emitted broken
+            # UTF-8 (replacement characters), but never more than the generation limit.
+            answer_tokens = max(0, cost(text, []) - cost("", []))
+            return prompt_tokens, min(answer_tokens, limit)
 
         prompt_tokens, completion_tokens = await asyncio.to_thread(usage)
         log.info("[%s] answered a given conversation (%d chars)", label, len(text))
