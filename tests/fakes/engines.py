@@ -71,3 +71,25 @@ class FixedTextEngine:
             if self.delay_s:
                 time.sleep(self.delay_s)
             yield self.text[start : start + self.piece_chars]
+
+
+@dataclass
+class GatedEngine:
+    """The real engine, held back until the test opens the gate (to fill the queue on purpose)."""
+
+    inner: Engine
+    gate: threading.Event = field(default_factory=threading.Event)
+
+    def token_cost(self, text: str, image_sizes: Sequence[tuple[int, int]]) -> int:
+        return self.inner.token_cost(text, image_sizes)
+
+    def stream(
+        self,
+        turns: Sequence[PromptTurn],
+        params: GenerationParams,
+        *,
+        cache_key: str | None = None,
+        should_stop: StopFlag | None = None,
+    ) -> Iterator[str]:
+        self.gate.wait(30)
+        yield from self.inner.stream(turns, params, cache_key=cache_key, should_stop=should_stop)

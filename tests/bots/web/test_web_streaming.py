@@ -5,21 +5,17 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import threading
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 
 import httpx
 import pytest
 
 from bots.web import WebAdapter
 from core.config import ConfigError
-from core.engine import Engine, GenerationParams, PromptTurn, StopFlag
 from core.messages import ChatRef, Incoming
 from core.service import ConversationService
 from storage.store import ConversationStore
 from tests.bots.web.conftest import ServerFactory, eventually, web_settings
-from tests.fakes.engines import RecordingEngine
+from tests.fakes.engines import GatedEngine, RecordingEngine
 
 
 async def stream_events(
@@ -65,28 +61,6 @@ async def test_stream_reports_progress_and_continues_the_session(
     ]
     assert len(history["turns"][0]["images"]) == 1
     assert server.service.store.undelivered("web") == []
-
-
-@dataclass
-class GatedEngine:
-    """The real engine, held back until the test opens the gate (to fill the queue on purpose)."""
-
-    inner: Engine
-    gate: threading.Event = field(default_factory=threading.Event)
-
-    def token_cost(self, text: str, image_sizes: Sequence[tuple[int, int]]) -> int:
-        return self.inner.token_cost(text, image_sizes)
-
-    def stream(
-        self,
-        turns: Sequence[PromptTurn],
-        params: GenerationParams,
-        *,
-        cache_key: str | None = None,
-        should_stop: StopFlag | None = None,
-    ) -> Iterator[str]:
-        self.gate.wait(30)
-        yield from self.inner.stream(turns, params, cache_key=cache_key, should_stop=should_stop)
 
 
 async def test_twenty_concurrent_requests_are_answered_one_at_a_time_in_order(
