@@ -1,4 +1,5 @@
-"""Test engines: one that records what the real engine was given, one that streams a fixed text."""
+"""Test engines: one that records what the real engine got, one that streams a fixed text, one held
+back by a gate (to fill the queue on purpose)."""
 
 from __future__ import annotations
 
