@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -124,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_quality(args, settings)
     tokens = args.tokens or (8 if args.quick else 64)
+    load_at_start = os.getloadavg()
     paths = [p for p in args.paths.split(",") if p]
     with tempfile.TemporaryDirectory(prefix="visionbot-bench-") as tmp:
         scratch = Path(tmp)
@@ -146,7 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         "model": "random full-size Qwen3-VL-2B"
         if args.model == "skeleton" and not args.quick
         else ("tiny test model" if args.quick else str(args.model)),
+        "model_folder": str(folder),
         "forced_answer_tokens": tokens,
+        "decoding": "greedy, EOS suppressed until the forced length; warm-up question first",
+        "load_average_at_start": load_at_start,
         "settings": job["settings"],
         **environment(),
     }
