@@ -65,7 +65,8 @@ class Int8Linear(nn.Module):
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         rows = hidden.reshape(-1, self.in_features)
-        peak = rows.abs().amax(dim=1, keepdim=True).clamp(min=torch.finfo(rows.dtype).tiny)
+        peak = torch.linalg.vector_norm(rows, ord=float("inf"), dim=1, keepdim=True)
+        peak = peak.clamp(min=torch.finfo(rows.dtype).tiny)
         scaled = torch.cat([rows / peak, self.anchor])
         if len(self.blocks) == 1:
             out = self.blocks[0](scaled)
