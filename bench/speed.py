@@ -87,6 +87,11 @@ def model_folder(args: argparse.Namespace, scratch: Path) -> Path:
     if args.model != "skeleton":
         return Path(args.model)
     folder = args.cache_dir / "qwen3-vl-2b-random"
+    if not (args.skeleton / "config.json").exists() and not (folder / ".complete").exists():
+        raise SystemExit(
+            f"no model skeleton at {args.skeleton}: pass --skeleton DIR (the Qwen3-VL-2B config "
+            "and tokenizer without weights) or --model DIR (a downloaded model)"
+        )
     # Built in a child process so this one stays small; a finished copy is reused.
     code = (
         "import sys; from pathlib import Path; from bench.random_model import build_random_model;"
