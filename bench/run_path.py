@@ -191,6 +191,7 @@ def measure(
     # below are extra detail with their own peak.
     result["peak_rss_gb"] = peak_rss_gb()
     if isinstance(runner, FastRunner):
+        result["followup_prompt_tokens"] = followup_stats.prompt_tokens
         result["followup_reused_tokens"] = followup_stats.reused_tokens
         result["prefix_cache_mb_used"] = runner.engine.prefix_cache.used_bytes / 2**20
         result.update(budget_costs(runner, params, big, extra_budgets))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,11 @@ def model_folder(args: argparse.Namespace, scratch: Path) -> Path:
     if args.model != "skeleton":
         return Path(args.model)
     folder = args.cache_dir / "qwen3-vl-2b-random"
+    if not (args.skeleton / "config.json").exists() and not (folder / ".complete").exists():
+        raise SystemExit(
+            f"no model skeleton at {args.skeleton}: pass --skeleton DIR (the Qwen3-VL-2B config "
+            "and tokenizer without weights) or --model DIR (a downloaded model)"
+        )
     # Built in a child process so this one stays small; a finished copy is reused.
     code = (
         "import sys; from pathlib import Path; from bench.random_model import build_random_model;"
@@ -124,6 +130,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_quality(args, settings)
     tokens = args.tokens or (8 if args.quick else 64)
+    load_at_start = os.getloadavg()
     paths = [p for p in args.paths.split(",") if p]
     with tempfile.TemporaryDirectory(prefix="visionbot-bench-") as tmp:
         scratch = Path(tmp)
@@ -146,7 +153,10 @@ def main(argv: list[str] | None = None) -> int:
         "model": "random full-size Qwen3-VL-2B"
         if args.model == "skeleton" and not args.quick
         else ("tiny test model" if args.quick else str(args.model)),
+        "model_folder": str(folder),
         "forced_answer_tokens": tokens,
+        "decoding": "greedy, EOS suppressed until the forced length; warm-up question first",
+        "load_average_at_start": load_at_start,
         "settings": job["settings"],
         **environment(),
     }

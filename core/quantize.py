@@ -16,11 +16,11 @@ from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicInt8Linear
 from torch.ao.quantization import per_channel_dynamic_qconfig
 
-WIDE_ROWS = 32768  # Linears with more output rows than this are quantized in blocks
 
-
-def quantize_linear(linear: nn.Linear) -> nn.Module:
-    """An fbgemm int8 copy of an fp32 ``linear`` (per-output-channel weight scales)."""
+def _int8_block(weight: torch.Tensor) -> DynamicInt8Linear:
+    """An fbgemm int8 matmul for fp32 ``weight`` (per-output-channel weight scales, no bias)."""
+    linear = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+    linear.weight = nn.Parameter(weight, requires_grad=False)
     linear.qconfig = per_channel_dynamic_qconfig
     with warnings.catch_warnings():
         # torch.ao warns that it is deprecated in favour of torchao; see the module docstring.
@@ -37,41 +37,53 @@ class RowSource(Protocol):
     def __getitem__(self, rows: slice) -> torch.Tensor: ...
 
 
-class RowChunkedInt8Linear(nn.Module):
-    """A very wide Linear (the 151936-row output head) as int8 blocks of rows.
+class Int8Linear(nn.Module):
+    """A Linear layer as fbgemm int8 matmuls, each token's activations on their own int8 scale.
 
-    Quantizing it in one piece needs its fp32 copy plus the observer's and packer's temporaries
-    (~2 GB at once); block by block the extra memory is one block. The output is the same.
+    fbgemm's dynamic kernel quantizes a whole call's activations with one scale (from its min and
+    max), so a token's result would depend on which other tokens share the call, and a follow-up
+    run from a cached prefix would differ from a full run. Each token is divided by its largest
+    magnitude and one anchor row holding +1 and -1 is appended: every call then sees exactly the
+    range [-1, 1], the scale is fixed, and each token's output depends on that token alone (and
+    per-token scales are also more accurate). Very wide layers (the 151936-row output head) are
+    quantized in blocks of rows so that no full fp32 copy is ever held.
     """
 
-    def __init__(self, weight: RowSource, bias: torch.Tensor | None, rows: int = 16384) -> None:
+    def __init__(
+        self, weight: RowSource, bias: torch.Tensor | None, block_rows: int = 16384
+    ) -> None:
         super().__init__()
-        self.in_features = weight.shape[1]
-        self.out_features = weight.shape[0]
-        blocks = []
-        for start in range(0, self.out_features, rows):
-            part = weight[start : start + rows]
-            layer = nn.Linear(self.in_features, part.shape[0], bias=bias is not None, device="meta")
-            layer.weight = nn.Parameter(part.float(), requires_grad=False)
-            if bias is not None:
-                layer.bias = nn.Parameter(bias[start : start + rows].float(), requires_grad=False)
-            blocks.append(quantize_linear(layer))
-        self.blocks = nn.ModuleList(blocks)
+        self.out_features, self.in_features = weight.shape[0], weight.shape[1]
+        self.blocks = nn.ModuleList(
+            _int8_block(weight[start : start + block_rows].float())
+            for start in range(0, self.out_features, block_rows)
+        )
+        anchor = torch.zeros(1, self.in_features)
+        anchor[0, 0], anchor[0, -1] = 1.0, -1.0
+        self.register_buffer("anchor", anchor, persistent=False)
+        self.bias = None if bias is None else nn.Parameter(bias.float(), requires_grad=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return torch.cat([block(hidden) for block in self.blocks], dim=-1)
+        rows = hidden.reshape(-1, self.in_features)
+        peak = torch.linalg.vector_norm(rows, ord=float("inf"), dim=1, keepdim=True)
+        peak = peak.clamp(min=torch.finfo(rows.dtype).tiny)
+        scaled = torch.cat([rows / peak, self.anchor])
+        if len(self.blocks) == 1:
+            out = self.blocks[0](scaled)
+        else:
+            out = torch.cat([block(scaled) for block in self.blocks], dim=-1)
+        out = out[:-1] * peak
+        if self.bias is not None:
+            out = out + self.bias
+        return out.reshape(*hidden.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_features} → {self.out_features}, int8 in {len(self.blocks)} block(s)"
 
 
 def quantize_weight(weight: RowSource, bias: torch.Tensor | None) -> nn.Module:
-    """An int8 Linear for these float weights (any float dtype), in blocks when it is huge."""
-    if weight.shape[0] > WIDE_ROWS:
-        return RowChunkedInt8Linear(weight, bias)
-    weight = weight[0 : weight.shape[0]]
-    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
-    layer.weight = nn.Parameter(weight.float(), requires_grad=False)
-    if bias is not None:
-        layer.bias = nn.Parameter(bias.float(), requires_grad=False)
-    return quantize_linear(layer)
+    """An int8 Linear for these float weights (any float dtype)."""
+    return Int8Linear(weight, bias)
 
 
 class Int8Embedding(nn.Module):
@@ -124,7 +136,4 @@ def quantize_model_in_place(model: nn.Module) -> nn.Module:
 
 
 def int8_module_count(model: nn.Module) -> int:
-    return sum(
-        isinstance(m, DynamicInt8Linear | Int8Embedding | RowChunkedInt8Linear)
-        for m in model.modules()
-    )
+    return sum(isinstance(m, Int8Linear | Int8Embedding) for m in model.modules())

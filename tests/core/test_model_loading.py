@@ -12,10 +12,9 @@ from core.engine import GenerationParams, PromptTurn
 from core.model_loading import load_model
 from core.quantize import (
     Int8Embedding,
-    RowChunkedInt8Linear,
+    Int8Linear,
     int8_module_count,
     quantize_model_in_place,
-    quantize_weight,
 )
 from core.transformers_engine import EngineOptions, TransformersEngine
 from tests.core.conftest import picture
@@ -59,12 +58,26 @@ def test_int8_embedding_rows_are_close():
     assert error < 0.05 * table.abs().max()
 
 
-def test_wide_output_head_quantized_in_blocks_gives_the_same_logits():
-    weight = torch.randn(1000, 64)
-    whole = quantize_weight(weight, None)
-    blocks = RowChunkedInt8Linear(weight.to(torch.bfloat16).float(), None, rows=300)
-    whole_bf16 = quantize_weight(weight.to(torch.bfloat16), None)
+def test_wide_layer_quantized_in_blocks_gives_the_same_output():
+    weight = torch.randn(1000, 64).to(torch.bfloat16)
+    whole = Int8Linear(weight, None, block_rows=1000)
+    blocks = Int8Linear(weight, None, block_rows=300)
     hidden = torch.randn(1, 3, 64)
     assert len(blocks.blocks) == 4
-    assert torch.equal(blocks(hidden), whole_bf16(hidden))
-    assert (whole(hidden) - blocks(hidden)).abs().max() < 0.05 * whole(hidden).abs().max()
+    assert torch.equal(blocks(hidden), whole(hidden))
+
+
+def test_each_token_is_quantized_on_its_own():
+    # A token's output must not depend on the other tokens in the call: that is what makes a
+    # follow-up run from a cached prefix equal to a full run on the int8 path.
+    layer = Int8Linear(torch.randn(96, 64), torch.randn(96))
+    tokens = torch.randn(1, 7, 64) * torch.logspace(-2, 2, 7).view(1, 7, 1)
+    together = layer(tokens)
+    alone = torch.cat([layer(tokens[:, i : i + 1]) for i in range(7)], dim=1)
+    assert torch.equal(together, alone)
+    reference = tokens @ layer_weight(layer).T + layer.bias
+    assert (together - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def layer_weight(layer: Int8Linear) -> torch.Tensor:
+    return torch.cat([block.weight().dequantize() for block in layer.blocks])
