@@ -11,9 +11,12 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
+from huggingface_hub import snapshot_download
+from huggingface_hub.errors import HfHubHTTPError
 from transformers import AutoProcessor, DynamicCache
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
@@ -70,6 +73,22 @@ def _eos_ids(model: Any, processor: Any) -> frozenset[int]:
     return frozenset(i for i in ids if i is not None)
 
 
+def local_model_folder(model_id: str) -> str:
+    """The model as a local folder: the configured folder, or the hub snapshot (downloaded once).
+
+    One snapshot download instead of a lookup per file: without hub access it fails once, after
+    one round of retries, rather than once per file; and a local folder lets the int8 path load
+    layer by layer.
+    """
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        return str(path)
+    if path.is_absolute() or model_id.startswith((".", "~")) or model_id.count("/") != 1:
+        # Not of the hub's "owner/name" form: the user meant a folder, and it is not there.
+        raise FileNotFoundError(f"there is no model folder at {path}")
+    return snapshot_download(model_id)
+
+
 class TransformersEngine:
     """Loads the processor and model once; streams answers, reusing each chat's cached prefix."""
 
@@ -79,11 +98,10 @@ class TransformersEngine:
         self.options = options
         started = time.perf_counter()
         try:
-            self.processor = AutoProcessor.from_pretrained(options.model_id)
-            self.model = load_model(
-                options.model_id, dtype=options.dtype, quantization=options.quantization
-            )
-        except OSError as error:
+            folder = local_model_folder(options.model_id)
+            self.processor = AutoProcessor.from_pretrained(folder)
+            self.model = load_model(folder, dtype=options.dtype, quantization=options.quantization)
+        except (OSError, HfHubHTTPError) as error:
             raise ModelLoadError(
                 f"cannot load the model '{options.model_id}': {str(error).splitlines()[0]}\n"
                 "Set [model] id in config.toml to a local folder holding the downloaded model "

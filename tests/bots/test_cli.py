@@ -113,3 +113,17 @@ def test_adapter_with_incomplete_settings_says_which_key(
     assert result.returncode == 2
     assert "app_token" in result.stderr.splitlines()[-1]
     assert "Traceback" not in result.stderr
+
+
+def test_hub_model_that_cannot_be_fetched_gives_a_clear_message(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # HF_HUB_OFFLINE (set in env) makes the hub unreachable without touching the network.
+    hub_env = env | {
+        "VISIONBOT_MODEL__ID": "Qwen/Qwen3-VL-2B-Instruct",
+        "HF_HOME": str(tmp_path / "hf"),
+    }
+    result = visionbot(["run"], hub_env, tmp_path)
+    assert result.returncode == 3, result.stderr
+    assert "cannot load the model 'Qwen/Qwen3-VL-2B-Instruct'" in result.stderr
+    assert "Traceback" not in result.stderr
