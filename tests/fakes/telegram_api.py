@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import io
 import itertools
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,23 +21,10 @@ from typing import Any
 from aiohttp import web
 from PIL import Image
 
-from tests.fakes.telegram_html import EntityParseError, visible_text
-from tests.fakes.telegram_updates import entities, user, utf16_len
+from tests.fakes.telegram_protocol import ApiError, checked_text, error_response, read_params
+from tests.fakes.telegram_updates import entities, user
 
 TOKEN = "123456:TEST-fake-token"
-MESSAGE_LIMIT = 4096
-# Parameters that PTB sends JSON-encoded; everything else is a plain string.
-_JSON_PARAMS = {
-    "chat_id", "message_id", "offset", "timeout", "limit", "allowed_updates", "reply_parameters",
-    "message_thread_id", "commands", "drop_pending_updates", "max_connections",
-}  # fmt: skip
-
-
-class ApiError(Exception):
-    def __init__(self, code: int, description: str) -> None:
-        super().__init__(description)
-        self.code = code
-        self.description = description
 
 
 @dataclass
@@ -245,18 +231,18 @@ class FakeTelegram:
 
     async def _api(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != TOKEN:
-            return _error(401, "Unauthorized")
+            return error_response(401, "Unauthorized")
         method = request.match_info["method"]
-        params = await _params(request)
+        params = await read_params(request)
         self.calls.append(Call(method, params))
         handler = getattr(self, f"_m_{method}", None)
         if handler is None:
-            return _error(404, "Not Found: method not found")
+            return error_response(404, "Not Found: method not found")
         try:
             result = await handler(params)
         except ApiError as error:
             self.errors.append((method, error.description))
-            return _error(error.code, error.description)
+            return error_response(error.code, error.description)
         return web.json_response({"ok": True, "result": result})
 
     async def _file(self, request: web.Request) -> web.StreamResponse:
@@ -355,7 +341,7 @@ class FakeTelegram:
     def _checked(self, raw: str, parse_mode: str | None) -> str:
         if self.refuse_html and parse_mode == "HTML":
             raise ApiError(400, "Bad Request: can't parse entities: unsupported rule for the test")
-        return _checked_text(raw, parse_mode)
+        return checked_text(raw, parse_mode)
 
     def _message_json(self, message: SentMessage) -> dict[str, Any]:
         chat_type = "private" if message.chat_id > 0 else "supergroup"
@@ -364,39 +350,3 @@ class FakeTelegram:
             "chat": {"id": message.chat_id, "type": chat_type}, "from": self.bot_user(),
             "text": message.text,
         }  # fmt: skip
-
-
-def _checked_text(raw: str, parse_mode: str | None) -> str:
-    if parse_mode not in (None, "HTML"):
-        raise ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode}")
-    try:
-        text = visible_text(raw) if parse_mode == "HTML" else raw
-    except EntityParseError as error:
-        raise ApiError(400, f"Bad Request: can't parse entities: {error}") from None
-    if not text.strip():
-        raise ApiError(400, "Bad Request: message text is empty")
-    if utf16_len(text) > MESSAGE_LIMIT:
-        raise ApiError(400, "Bad Request: message is too long")
-    return text.strip()  # Telegram trims what it shows
-
-
-async def _params(request: web.Request) -> dict[str, Any]:
-    if request.content_type == "application/json":
-        return dict(await request.json())
-    form = await request.post()
-    params: dict[str, Any] = {}
-    for key, value in form.items():
-        if isinstance(value, str) and key in _JSON_PARAMS:
-            try:
-                params[key] = json.loads(value)
-                continue
-            except ValueError:
-                pass
-        params[key] = value
-    return params
-
-
-def _error(code: int, description: str) -> web.Response:
-    return web.json_response(
-        {"ok": False, "error_code": code, "description": description}, status=code
-    )
