@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache, PreTrainedModel
 
+from core.decode_step import DecodeStep, GrowingCache
 from core.engine import GenerationParams, StopFlag
 from core.prefix_cache import ImageSpan, pixel_digest
 
@@ -116,7 +117,9 @@ class Decoder:
     cache: DynamicCache
     start: int  # tokens of the prompt already in the cache
     eos_ids: Collection[int]
+    fast_step: DecodeStep | None = None  # None: each token through transformers' forward
     fed: list[int] = field(default_factory=list)
+    _growing: GrowingCache | None = field(default=None, init=False)
 
     def _prefill(self) -> torch.Tensor:
         prompt, start = self.prompt, self.start
@@ -140,6 +143,12 @@ class Decoder:
 
     def _step(self, token: int) -> torch.Tensor:
         index = len(self.fed)
+        if self.fast_step is not None:
+            if self._growing is None:
+                self._growing = GrowingCache(self.cache)
+            logits = self.fast_step(token, index + self.prompt.rope_delta, self._growing)
+            self.fed.append(token)
+            return logits
         text = torch.tensor([[[index]]])
         position = torch.cat([text, text.expand(3, 1, 1) + self.prompt.rope_delta])
         logits = self.model(
@@ -161,15 +170,19 @@ class Decoder:
         """Yield new token ids until EOS, ``max_new_tokens`` or the stop flag."""
         eos = torch.tensor(sorted(self.eos_ids), dtype=torch.long)
         with torch.inference_mode():
-            logits = self._prefill()
-            for produced in range(params.max_new_tokens):
-                if should_stop is not None and should_stop.is_set():
-                    return
-                if produced < min_new_tokens and len(eos):
-                    logits = logits.index_fill(0, eos, float("-inf"))
-                token = choose_token(logits, params)
-                if token in self.eos_ids:
-                    return
-                yield token
-                if produced + 1 < params.max_new_tokens:
-                    logits = self._step(token)
+            try:
+                logits = self._prefill()
+                for produced in range(params.max_new_tokens):
+                    if should_stop is not None and should_stop.is_set():
+                        return
+                    if produced < min_new_tokens and len(eos):
+                        logits = logits.index_fill(0, eos, float("-inf"))
+                    token = choose_token(logits, params)
+                    if token in self.eos_ids:
+                        return
+                    yield token
+                    if produced + 1 < params.max_new_tokens:
+                        logits = self._step(token)
+            finally:
+                if self._growing is not None:
+                    self._growing.compact()

@@ -28,6 +28,13 @@ def _int8_block(weight: torch.Tensor) -> DynamicInt8Linear:
         return DynamicInt8Linear.from_float(linear)
 
 
+# Activations in [-1, 1] as fbgemm's 7-bit ("reduce_range") unsigned int8 would quantize that
+# range itself: scale 2/127, zero point nearbyint(63.5) = 64.
+_UNIT_SCALE = 2.0 / 127.0
+_UNIT_ZERO_POINT = 64
+_int8_matmul = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32
+
+
 class RowSource(Protocol):
     """A weight matrix whose rows can be read a block at a time (a tensor, or one on disk)."""
 
@@ -40,12 +47,12 @@ class RowSource(Protocol):
 class Int8Linear(nn.Module):
     """A Linear layer as fbgemm int8 matmuls, each token's activations on their own int8 scale.
 
-    fbgemm's dynamic kernel quantizes a whole call's activations with one scale (from its min and
-    max), so a token's result would depend on which other tokens share the call, and a follow-up
-    run from a cached prefix would differ from a full run. Each token is divided by its largest
-    magnitude and one anchor row holding +1 and -1 is appended: every call then sees exactly the
-    range [-1, 1], the scale is fixed, and each token's output depends on that token alone (and
-    per-token scales are also more accurate). Very wide layers (the 151936-row output head) are
+    fbgemm's dynamic kernel would quantize a whole call's activations with one scale (from their
+    min and max), so a token's result would depend on which other tokens share the call, and a
+    follow-up run from a cached prefix would differ from a full run. Instead each token is divided
+    by its largest magnitude and handed to fbgemm with the fixed activation range [-1, 1]: each
+    token's output depends on that token alone (per-token scales are also more accurate), and no
+    min/max pass over the activations is needed. Very wide layers (the 151936-row output head) are
     quantized in blocks of rows so that no full fp32 copy is ever held.
     """
 
@@ -58,21 +65,17 @@ class Int8Linear(nn.Module):
             _int8_block(weight[start : start + block_rows].float())
             for start in range(0, self.out_features, block_rows)
         )
-        anchor = torch.zeros(1, self.in_features)
-        anchor[0, 0], anchor[0, -1] = 1.0, -1.0
-        self.register_buffer("anchor", anchor, persistent=False)
         self.bias = None if bias is None else nn.Parameter(bias.float(), requires_grad=False)
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         rows = hidden.reshape(-1, self.in_features)
-        peak = torch.linalg.vector_norm(rows, ord=float("inf"), dim=1, keepdim=True)
-        peak = peak.clamp(min=torch.finfo(rows.dtype).tiny)
-        scaled = torch.cat([rows / peak, self.anchor])
-        if len(self.blocks) == 1:
-            out = self.blocks[0](scaled)
-        else:
-            out = torch.cat([block(scaled) for block in self.blocks], dim=-1)
-        out = out[:-1] * peak
+        peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(rows.dtype).tiny)
+        scaled = rows / peak
+        outs = [
+            _int8_matmul(scaled, _UNIT_SCALE, _UNIT_ZERO_POINT, block._packed_params._packed_params)
+            for block in self.blocks
+        ]
+        out = (outs[0] if len(outs) == 1 else torch.cat(outs, dim=-1)).mul_(peak)
         if self.bias is not None:
             out = out + self.bias
         return out.reshape(*hidden.shape[:-1], self.out_features)

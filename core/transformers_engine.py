@@ -21,6 +21,7 @@ from transformers import AutoProcessor, DynamicCache
 from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
 
 from core.config import ModelSettings
+from core.decode_step import DecodeStep
 from core.decoding import Decoder, prepare_input
 from core.engine import GenerationParams, ModelLoadError, PromptTurn, StopFlag
 from core.model_loading import load_model
@@ -111,6 +112,7 @@ class TransformersEngine:
         self.prefix_cache = PrefixCache(options.prefix_cache_mb * 2**20)
         self.last_prompt = PromptStats(0, 0)
         self._eos = _eos_ids(self.model, self.processor)
+        self._fast_step = DecodeStep(self.model) if DecodeStep.fits(self.model) else None
         image_processor = self.processor.image_processor
         self._factor = image_processor.patch_size * image_processor.merge_size
         size = image_processor.size
@@ -166,7 +168,7 @@ class TransformersEngine:
         log.debug("[%s] prompt %d tokens, %d from cache", cache_key, len(prompt.ids), start)
         if params.seed is not None:
             torch.manual_seed(params.seed)
-        decoder = Decoder(self.model, prompt, cache, start, self._eos)
+        decoder = Decoder(self.model, prompt, cache, start, self._eos, self._fast_step)
         finished = False
         try:
             yield from decoder.tokens(params, should_stop, min_new_tokens)

@@ -81,3 +81,15 @@ def test_each_token_is_quantized_on_its_own():
 
 def layer_weight(layer: Int8Linear) -> torch.Tensor:
     return torch.cat([block.weight().dequantize() for block in layer.blocks])
+
+
+def test_fixed_activation_range_is_what_fbgemm_picks_for_unit_rows():
+    # The int8 matmul is handed the range [-1, 1] instead of measuring each call's activations;
+    # fbgemm's own dynamic path, given rows spanning exactly that range, must agree bit for bit.
+    layer = Int8Linear(torch.randn(300, 64), None)
+    packed = layer.blocks[0]._packed_params._packed_params
+    tokens = torch.randn(5, 64) * 3
+    unit = tokens / tokens.abs().amax(dim=1, keepdim=True)
+    anchored = torch.cat([unit, torch.tensor([[1.0] + [0.0] * 62 + [-1.0]])])
+    measured = torch.ops.quantized.linear_dynamic(anchored, packed, reduce_range=True)[:-1]
+    assert torch.equal(layer(tokens), measured * tokens.abs().amax(dim=1, keepdim=True))
