@@ -11,13 +11,31 @@ matter. ``tests/core/test_decode_step.py`` checks it against transformers' forwa
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from transformers import DynamicCache, PreTrainedModel
 
+from core.joint_projection import joint_of
+
 _GROW_BY = 256  # cache slots added at a time: one copy every 256 tokens instead of every token
+
+
+Projections = Callable[[torch.Tensor], Sequence[torch.Tensor]]
+
+
+def _projections(*modules: nn.Module) -> Projections:
+    """Each module's output for one input, in one matmul when they were joined (in this order)."""
+    joint = joint_of(modules[0])
+    in_order = all(
+        joint_of(module) is joint and getattr(module, "index", -1) == index
+        for index, module in enumerate(modules)
+    )
+    if joint is not None and in_order and len(modules) == len(joint.widths):
+        return joint
+    return lambda hidden: [module(hidden) for module in modules]
 
 
 @dataclass(frozen=True)
@@ -26,12 +44,9 @@ class _Layer:
     post_norm: torch.Tensor
     q_norm: torch.Tensor
     k_norm: torch.Tensor
-    q: nn.Module
-    k: nn.Module
-    v: nn.Module
+    qkv: Projections
     o: nn.Module
-    gate: nn.Module
-    up: nn.Module
+    gate_up: Projections
     down: nn.Module
 
 
@@ -127,12 +142,11 @@ class DecodeStep:
                 post_norm=layer.post_attention_layernorm.weight,
                 q_norm=layer.self_attn.q_norm.weight,
                 k_norm=layer.self_attn.k_norm.weight,
-                q=layer.self_attn.q_proj,
-                k=layer.self_attn.k_proj,
-                v=layer.self_attn.v_proj,
+                qkv=_projections(
+                    layer.self_attn.q_proj, layer.self_attn.k_proj, layer.self_attn.v_proj
+                ),
                 o=layer.self_attn.o_proj,
-                gate=layer.mlp.gate_proj,
-                up=layer.mlp.up_proj,
+                gate_up=_projections(layer.mlp.gate_proj, layer.mlp.up_proj),
                 down=layer.mlp.down_proj,
             )
             for layer in text.layers
@@ -160,13 +174,15 @@ class DecodeStep:
         cos, sin = self._rope(position)
         for index, layer in enumerate(self.layers):
             normed = _rms_norm(hidden, layer.input_norm, eps)
-            q = _rms_norm(layer.q(normed).view(self.heads, dim), layer.q_norm, eps)
-            k = _rms_norm(layer.k(normed).view(self.kv_heads, dim), layer.k_norm, eps)
-            v = layer.v(normed).view(self.kv_heads, dim)
+            q, k, v = layer.qkv(normed)
+            q = _rms_norm(q.reshape(self.heads, dim), layer.q_norm, eps)
+            k = _rms_norm(k.reshape(self.kv_heads, dim), layer.k_norm, eps)
+            v = v.reshape(self.kv_heads, dim)
             kv.append(index, _rotate(k, cos, sin), v)
             keys, values = kv.layer(index)
             attended = self._attend(_rotate(q, cos, sin), keys, values)
             hidden = hidden + layer.o(attended)
             normed = _rms_norm(hidden, layer.post_norm, eps)
-            hidden = hidden + layer.down(self._act(layer.gate(normed)) * layer.up(normed))
+            gate, up = layer.gate_up(normed)
+            hidden = hidden + layer.down(self._act(gate) * up)
         return self.head(_rms_norm(hidden, self.final_norm, eps))[0]

@@ -20,6 +20,7 @@ from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, GenerationConfig, PreTrainedModel
 
+from core.joint_projection import join_projections
 from core.quantize import (
     Int8Embedding,
     quantize_model_in_place,
@@ -150,11 +151,16 @@ def load_model(model_id: str, *, dtype: str, quantization: str) -> PreTrainedMod
         model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=getattr(torch, dtype))
         return model.eval()
     folder = Path(model_id)
+    model = None
     if folder.is_dir():
         try:
-            return _load_int8_streaming(folder).eval()
+            model = _load_int8_streaming(folder)
         except _NotStreamable as reason:
             log.warning("int8 layer-by-layer load not possible (%s); loading in bf16 first", reason)
-    # A hub id or an unusual checkpoint layout: load in bfloat16 (half of fp32), then convert.
-    model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.bfloat16)
-    return quantize_model_in_place(model).float().eval()
+    if model is None:
+        # A hub id or an unusual checkpoint layout: load in bfloat16 (half of fp32), then convert.
+        model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.bfloat16)
+        model = quantize_model_in_place(model).float()
+    join_projections(model)
+    _release_freed_memory()
+    return model.eval()

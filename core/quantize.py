@@ -67,6 +67,18 @@ class Int8Linear(nn.Module):
         )
         self.bias = None if bias is None else nn.Parameter(bias.float(), requires_grad=False)
 
+    @classmethod
+    def from_quantized(cls, weight: torch.Tensor) -> Int8Linear:
+        """One block over weights already quantized to qint8 with per-output-channel scales."""
+        block = DynamicInt8Linear(weight.shape[1], weight.shape[0], bias_=False, dtype=torch.qint8)
+        block._packed_params.set_weight_bias(weight, None)
+        layer = cls.__new__(cls)
+        nn.Module.__init__(layer)
+        layer.out_features, layer.in_features = weight.shape[0], weight.shape[1]
+        layer.blocks = nn.ModuleList([block])
+        layer.bias = None
+        return layer
+
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         rows = hidden.reshape(-1, self.in_features)
         peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(rows.dtype).tiny)
