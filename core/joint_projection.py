@@ -3,8 +3,9 @@
 In decoding every int8 matmul call has a fixed cost of ~0.2 ms on this CPU (activation packing,
 waking the second thread) on top of reading its weights, and a Qwen3 decoder layer makes seven:
 q, k and v read the same normed input, as do gate and up. Joining them makes it four calls a layer
-(~17 ms a token less over 28 layers) with bit-identical results, since weights keep their
-per-output-channel scales and each token's activations their own scale. No weight is held twice.
+(~15 ms a token less over 28 layers) with bit-identical results, since weights keep their
+per-output-channel scales and each token's activations their own scale. The parts are joined
+while quantizing, from their float weights, so no int8 weight is ever held twice.
 """
 
 from __future__ import annotations
@@ -14,21 +15,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from core.quantize import Int8Linear
-
-
-def _joined_weights(parts: Sequence[Int8Linear]) -> torch.Tensor:
-    """The parts' int8 weights stacked by output channel, scales and zero points kept per row."""
-    values, scales, zero_points = [], [], []
-    for part in parts:
-        for block in part.blocks:
-            weight, _ = block._packed_params._weight_bias()
-            values.append(weight.int_repr())
-            scales.append(weight.q_per_channel_scales())
-            zero_points.append(weight.q_per_channel_zero_points())
-    return torch._make_per_channel_quantized_tensor(
-        torch.cat(values), torch.cat(scales), torch.cat(zero_points), 0
-    )
+from core.quantize import Int8Linear, RowSource
 
 
 def _version(tensor: torch.Tensor) -> int:
@@ -41,12 +28,11 @@ def _version(tensor: torch.Tensor) -> int:
 class JointProjection(nn.Module):
     """q/k/v (or gate/up) as one int8 matmul whose output is split back into the parts."""
 
-    def __init__(self, parts: Sequence[Int8Linear]) -> None:
+    def __init__(self, weights: Sequence[RowSource]) -> None:
+        """Quantized from the parts' float weights (output channels × inputs, no bias)."""
         super().__init__()
-        if any(part.bias is not None for part in parts):
-            raise ValueError("joined projections carry no bias")
-        self.widths = [part.out_features for part in parts]
-        self.linear = Int8Linear.from_quantized(_joined_weights(parts))
+        self.widths = [weight.shape[0] for weight in weights]
+        self.linear = Int8Linear(torch.cat([weight[:] for weight in weights]), None)
         self._pending: tuple[torch.Tensor, int, tuple[torch.Tensor, ...], set[int]] | None = None
 
     def forward(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -92,27 +78,24 @@ class ProjectionPart(nn.Module):
         return f"part {self.index} of a joint int8 projection, {self.out_features} outputs"
 
 
-def _join(owner: nn.Module, names: Sequence[str]) -> bool:
-    parts = [getattr(owner, name, None) for name in names]
-    if not all(isinstance(part, Int8Linear) and part.bias is None for part in parts):
-        return False
-    if len({part.in_features for part in parts}) != 1:
-        return False
-    joint = JointProjection(parts)
+JOINABLE = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+def joinable_groups(owner: nn.Module) -> list[tuple[str, ...]]:
+    """The groups of ``owner``'s float Linear children that read one input and can be joined."""
+    groups = []
+    for names in JOINABLE:
+        parts = [getattr(owner, name, None) for name in names]
+        if all(isinstance(p, nn.Linear) and p.bias is None for p in parts) and (
+            len({p.in_features for p in parts}) == 1
+        ):
+            groups.append(names)
+    return groups
+
+
+def install(owner: nn.Module, names: Sequence[str], joint: JointProjection) -> None:
     for index, name in enumerate(names):
         setattr(owner, name, joint.part(index))
-    return True
-
-
-def join_projections(model: nn.Module) -> int:
-    """Join q/k/v and gate/up of every int8 decoder layer that has them; how many were joined."""
-    joined = 0
-    for module in list(model.modules()):
-        if _join(module, ("q_proj", "k_proj", "v_proj")):
-            joined += 1
-        if _join(module, ("gate_proj", "up_proj")):
-            joined += 1
-    return joined
 
 
 def joint_of(module: nn.Module) -> JointProjection | None:

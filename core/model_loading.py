@@ -20,7 +20,7 @@ from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, GenerationConfig, PreTrainedModel
 
-from core.joint_projection import join_projections
+from core.joint_projection import JointProjection, install, joinable_groups
 from core.quantize import (
     Int8Embedding,
     quantize_model_in_place,
@@ -123,7 +123,11 @@ def _load_int8_streaming(folder: Path) -> PreTrainedModel:
     embeddings = model.get_input_embeddings()
     for name, module in list(model.named_modules()):
         prefix = f"{name}." if name else ""
-        if isinstance(module, nn.Linear):
+        for names in joinable_groups(module):
+            weights = [checkpoint.rows(sources[f"{prefix}{part}.weight"]) for part in names]
+            install(module, names, JointProjection(weights))
+            _release_freed_memory()
+        if isinstance(module, nn.Linear) and model.get_submodule(name) is module:
             weight = checkpoint.rows(sources[prefix + "weight"])
             bias = checkpoint.read(sources[prefix + "bias"]) if module.bias is not None else None
             replace_module(model, name, quantize_weight(weight, bias))
@@ -161,6 +165,4 @@ def load_model(model_id: str, *, dtype: str, quantization: str) -> PreTrainedMod
         # A hub id or an unusual checkpoint layout: load in bfloat16 (half of fp32), then convert.
         model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.bfloat16)
         model = quantize_model_in_place(model).float()
-    join_projections(model)
-    _release_freed_memory()
     return model.eval()

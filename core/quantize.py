@@ -67,18 +67,6 @@ class Int8Linear(nn.Module):
         )
         self.bias = None if bias is None else nn.Parameter(bias.float(), requires_grad=False)
 
-    @classmethod
-    def from_quantized(cls, weight: torch.Tensor) -> Int8Linear:
-        """One block over weights already quantized to qint8 with per-output-channel scales."""
-        block = DynamicInt8Linear(weight.shape[1], weight.shape[0], bias_=False, dtype=torch.qint8)
-        block._packed_params.set_weight_bias(weight, None)
-        layer = cls.__new__(cls)
-        nn.Module.__init__(layer)
-        layer.out_features, layer.in_features = weight.shape[0], weight.shape[1]
-        layer.blocks = nn.ModuleList([block])
-        layer.bias = None
-        return layer
-
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         rows = hidden.reshape(-1, self.in_features)
         peak = rows.abs().amax(dim=1, keepdim=True).clamp_(min=torch.finfo(rows.dtype).tiny)
@@ -132,22 +120,32 @@ def replace_module(model: nn.Module, name: str, module: nn.Module) -> None:
     setattr(parent, child, module)
 
 
-def quantize_model_in_place(model: nn.Module) -> nn.Module:
+def quantize_model_in_place(model: nn.Module, *, join: bool = True) -> nn.Module:
     """Swap every Linear (vision tower, language model, output head) and the input embedding.
 
     Each layer is converted and its float weights dropped before the next, so the extra memory is
     one layer's fp32 copy; the tied output head gets its own int8 copy because it is ~15 % of the
-    weights every decode step reads.
+    weights every decode step reads. With ``join``, q/k/v and gate/up become one matmul each.
     """
+    from core.joint_projection import JointProjection, install, joinable_groups
+
     get_embeddings = getattr(model, "get_input_embeddings", None)
     embeddings = get_embeddings() if get_embeddings is not None else None
     for name, module in list(model.named_modules()):
-        if isinstance(module, nn.Linear):
+        for names in joinable_groups(module) if join else []:
+            weights = [getattr(module, part).weight.detach() for part in names]
+            install(module, names, JointProjection(weights))
+        if isinstance(module, nn.Linear) and _still_in(model, name, module):
             bias = None if module.bias is None else module.bias.detach()
             replace_module(model, name, quantize_weight(module.weight.detach(), bias))
         elif module is embeddings and isinstance(module, nn.Embedding):
             replace_module(model, name, Int8Embedding(module.weight.detach(), module.padding_idx))
     return model
+
+
+def _still_in(model: nn.Module, name: str, module: nn.Module) -> bool:
+    """Whether ``module`` is still at ``name`` (not already replaced by a joined projection)."""
+    return model.get_submodule(name) is module
 
 
 def int8_module_count(model: nn.Module) -> int:

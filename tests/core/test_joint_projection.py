@@ -5,25 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForImageTextToText
+from transformers import AutoModelForImageTextToText, PreTrainedModel
 
 from core.decode_step import DecodeStep
-from core.joint_projection import JointProjection, ProjectionPart, join_projections
+from core.joint_projection import JointProjection, ProjectionPart
 from core.model_loading import load_model
 from core.quantize import Int8Linear, quantize_model_in_place
 
 
 def test_joint_output_is_the_parts_outputs_bit_for_bit():
-    parts = [Int8Linear(torch.randn(width, 64), None) for width in (48, 16, 16)]
-    joint = JointProjection(parts)
+    weights = [torch.randn(width, 64) for width in (48, 16, 16)]
+    parts = [Int8Linear(weight, None) for weight in weights]
+    joint = JointProjection(weights)
     for tokens in (torch.randn(1, 64), torch.randn(2, 7, 64) * 5):
         for part, out in zip(parts, joint(tokens), strict=True):
             assert torch.equal(out, part(tokens))
 
 
 def test_parts_called_in_turn_share_one_matmul_and_keep_nothing_after():
-    parts = [Int8Linear(torch.randn(width, 32), None) for width in (8, 4)]
-    joint = JointProjection(parts)
+    weights = [torch.randn(width, 32) for width in (8, 4)]
+    parts = [Int8Linear(weight, None) for weight in weights]
+    joint = JointProjection(weights)
     calls = []
     joint.linear.register_forward_hook(lambda *_: calls.append(1))
     first, second = joint.part(0), joint.part(1)
@@ -39,16 +41,17 @@ def test_parts_called_in_turn_share_one_matmul_and_keep_nothing_after():
 
 
 def test_joined_model_computes_what_the_unjoined_one_does(lively_model_dir: Path):
-    model = quantize_model_in_place(
-        AutoModelForImageTextToText.from_pretrained(lively_model_dir, dtype=torch.float32)
-    ).eval()
+    def int8_model(join: bool) -> PreTrainedModel:
+        model = AutoModelForImageTextToText.from_pretrained(lively_model_dir, dtype=torch.float32)
+        return quantize_model_in_place(model, join=join).eval()
+
+    separate, joined = int8_model(join=False), int8_model(join=True)
+    layers = joined.config.text_config.num_hidden_layers
+    assert sum(isinstance(m, JointProjection) for m in joined.modules()) == 2 * layers
+    assert not any(isinstance(m, JointProjection) for m in separate.modules())
     ids = torch.tensor([[5, 17, 42, 99, 7, 3, 250, 11]])
     with torch.inference_mode():
-        before = model(input_ids=ids).logits
-        layers = model.config.text_config.num_hidden_layers
-        assert join_projections(model) == 2 * layers
-        after = model(input_ids=ids).logits
-    assert torch.equal(before, after)
+        assert torch.equal(separate(input_ids=ids).logits, joined(input_ids=ids).logits)
 
 
 def test_the_int8_loader_joins_and_the_decode_step_uses_the_joints(lively_model_dir: Path):

@@ -9,7 +9,6 @@ from torch import nn
 from transformers import AutoModelForImageTextToText
 
 from core.engine import GenerationParams, PromptTurn
-from core.joint_projection import join_projections
 from core.model_loading import load_model
 from core.quantize import (
     Int8Embedding,
@@ -26,7 +25,6 @@ def test_layer_by_layer_load_equals_converting_a_loaded_model(lively_model_dir: 
     converted = quantize_model_in_place(
         AutoModelForImageTextToText.from_pretrained(lively_model_dir, dtype=torch.float32)
     ).eval()
-    join_projections(converted)
     assert not any(isinstance(m, nn.Linear) for m in streamed.modules())
     assert int8_module_count(streamed) == int8_module_count(converted) > 20
     assert isinstance(streamed.get_input_embeddings(), Int8Embedding)
