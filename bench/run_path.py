@@ -19,8 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import LogitsProcessor, LogitsProcessorList
 
-from bench.workloads import FIRST_QUESTION, FOLLOW_UP, REFERENCE_ANSWER, jpeg_bytes, photo
+from bench.workloads import (
+    FIRST_QUESTION,
+    FOLLOW_UP,
+    REFERENCE_ANSWER,
+    SCRIPTED_ANSWER,
+    jpeg_bytes,
+    photo,
+)
 from core.config import Settings
 from core.engine import GenerationParams, PromptTurn
 from core.images import ImageLimits, load_prepared, prepare_image
@@ -48,6 +56,26 @@ class _TimingStreamer:
         pass
 
 
+def scripted_ids(engine: TransformersEngine) -> list[int]:
+    return engine.processor.tokenizer(SCRIPTED_ANSWER)["input_ids"]
+
+
+class _Script(LogitsProcessor):
+    """Makes generate() pick the scripted answer's next token (one masked add per step)."""
+
+    def __init__(self, script: list[int], prompt_length: int) -> None:
+        self.script = script
+        self.prompt_length = prompt_length
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        step = input_ids.shape[1] - self.prompt_length
+        if step >= len(self.script):
+            return scores
+        forced = torch.full_like(scores, float("-inf"))
+        forced[:, self.script[step]] = 0.0
+        return scores + forced
+
+
 class BaselineRunner:
     def __init__(self, model_dir: str, settings: Settings) -> None:
         options = EngineOptions(model_id=model_dir, dtype="float32", threads=settings.model.threads)
@@ -68,6 +96,7 @@ class BaselineRunner:
         )
         if params.seed is not None:
             torch.manual_seed(params.seed)
+        script = _Script(scripted_ids(self.engine), inputs["input_ids"].shape[1])
         start = time.perf_counter()
         with torch.inference_mode():
             out = self.engine.model.generate(
@@ -76,6 +105,7 @@ class BaselineRunner:
                 min_new_tokens=tokens,
                 do_sample=params.do_sample,
                 streamer=streamer,
+                logits_processor=LogitsProcessorList([script]),
                 **sampling,
             )
         return start, streamer.times, out[0, inputs["input_ids"].shape[1] :].tolist()
@@ -102,7 +132,7 @@ class FastRunner:
         times: list[float] = []
         ids: list[int] = []
         stream: Iterator[int] = self.engine.stream_tokens(
-            turns, run, cache_key=chat, min_new_tokens=tokens
+            turns, run, cache_key=chat, min_new_tokens=tokens, script=scripted_ids(self.engine)
         )
         for token in stream:
             times.append(time.perf_counter())

@@ -33,3 +33,17 @@ def jpeg_bytes(image: Image.Image, quality: int = 90) -> bytes:
     out = io.BytesIO()
     image.save(out, format="JPEG", quality=quality)
     return out.getvalue()
+
+
+# The 64-token answer both paths are timed on: fed token by token (the same work per token as a
+# chosen answer) so that, as with a real model, the answer's text tokenizes back to the same ids
+# and the follow-up can reuse the whole cached conversation. Random weights choose arbitrary
+# tokens, whose text often tokenizes differently and would make the follow-up a lottery.
+SCRIPTED_ANSWER = (
+    "The photo shows a large red circle on the left and a blue square on the right, set against "
+    "a smooth gradient that runs from dark purple in the top left corner to a pale pink in the "
+    "bottom right. Near the bottom there is a single line of small black text that reads "
+    "INVOICE TOTAL 42 EUR. There are no people, animals or other objects in the picture, and the "
+    "shapes have sharp, clean edges, so it looks like a simple test image rather than a photograph "
+    "taken with a camera."
+)

@@ -158,8 +158,13 @@ class TransformersEngine:
         cache_key: str | None = None,
         should_stop: StopFlag | None = None,
         min_new_tokens: int = 0,
+        script: Sequence[int] = (),
     ) -> Iterator[int]:
-        """Yield the answer's token ids (``min_new_tokens`` forces a length, for benchmarks)."""
+        """Yield the answer's token ids.
+
+        For benchmarks, ``min_new_tokens`` forces a length and ``script`` is fed as the answer's
+        first tokens instead of chosen ones.
+        """
         prompt = prepare_input(self.model, self.build_inputs(turns))
         keep = cache_key is not None and self.prefix_cache.enabled
         reused = self.prefix_cache.take(cache_key, prompt.ids, prompt.images) if keep else None
@@ -171,7 +176,7 @@ class TransformersEngine:
         decoder = Decoder(self.model, prompt, cache, start, self._eos, self._fast_step)
         finished = False
         try:
-            yield from decoder.tokens(params, should_stop, min_new_tokens)
+            yield from decoder.tokens(params, should_stop, min_new_tokens, script)
             finished = True
         except GeneratorExit:
             finished = True  # the caller stopped listening between tokens: the cache is whole

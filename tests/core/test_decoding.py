@@ -89,6 +89,31 @@ def test_forced_length_ignores_end_of_answer(engine: TransformersEngine):
     assert not set(forced) & engine._eos
 
 
+def test_a_scripted_answer_is_fed_then_the_model_goes_on(engine: TransformersEngine):
+    params = GenerationParams(max_new_tokens=10, do_sample=False)
+    free = list(engine.stream_tokens(TURNS, params, min_new_tokens=10))
+    script = engine.processor.tokenizer("a blue square, a red circle")["input_ids"][:4]
+    assert len(script) == 4 and script != free[:4]
+    scripted = list(engine.stream_tokens(TURNS, params, min_new_tokens=10, script=script))
+    assert scripted[:4] == script
+    # What follows is chosen after the scripted tokens: the same as generate() continuing them.
+    inputs = engine.build_inputs(TURNS)
+    prompt = torch.cat([inputs["input_ids"], torch.tensor([script])], dim=1)
+    text_types = torch.zeros(1, len(script), dtype=inputs["mm_token_type_ids"].dtype)
+    rest = engine.model.generate(
+        **{
+            **inputs,
+            "input_ids": prompt,
+            "attention_mask": torch.ones_like(prompt),
+            "mm_token_type_ids": torch.cat([inputs["mm_token_type_ids"], text_types], dim=1),
+        },
+        max_new_tokens=6,
+        min_new_tokens=6,
+        do_sample=False,
+    )[0, prompt.shape[1] :].tolist()
+    assert scripted[4:] == rest
+
+
 def test_streamed_text_is_the_decoded_answer(engine: TransformersEngine):
     params = GenerationParams(max_new_tokens=12, do_sample=False)
     pieces = list(engine.stream(TURNS, params))
