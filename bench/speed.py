@@ -155,7 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         else ("tiny test model" if args.quick else str(args.model)),
         "model_folder": str(folder),
         "forced_answer_tokens": tokens,
-        "decoding": "greedy, EOS suppressed until the forced length; warm-up question first",
+        "decoding": (
+            "a scripted 64-token answer fed token by token (logits computed each step, "
+            "greedy otherwise); warm-up question first"
+        ),
         "load_average_at_start": load_at_start,
         "settings": job["settings"],
         **environment(),
