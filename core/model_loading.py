@@ -127,6 +127,7 @@ def _load_int8_streaming(folder: Path) -> PreTrainedModel:
             weights = [checkpoint.rows(sources[f"{prefix}{part}.weight"]) for part in names]
             install(module, names, JointProjection(weights))
             _release_freed_memory()
+        # A Linear already replaced by a joined projection above is still in the listing.
         if isinstance(module, nn.Linear) and model.get_submodule(name) is module:
             weight = checkpoint.rows(sources[prefix + "weight"])
             bias = checkpoint.read(sources[prefix + "bias"]) if module.bias is not None else None
@@ -155,14 +156,11 @@ def load_model(model_id: str, *, dtype: str, quantization: str) -> PreTrainedMod
         model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=getattr(torch, dtype))
         return model.eval()
     folder = Path(model_id)
-    model = None
     if folder.is_dir():
         try:
-            model = _load_int8_streaming(folder)
+            return _load_int8_streaming(folder).eval()
         except _NotStreamable as reason:
             log.warning("int8 layer-by-layer load not possible (%s); loading in bf16 first", reason)
-    if model is None:
-        # A hub id or an unusual checkpoint layout: load in bfloat16 (half of fp32), then convert.
-        model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.bfloat16)
-        model = quantize_model_in_place(model).float()
-    return model.eval()
+    # A hub id or an unusual checkpoint layout: load in bfloat16 (half of fp32), then convert.
+    model = AutoModelForImageTextToText.from_pretrained(model_id, dtype=torch.bfloat16)
+    return quantize_model_in_place(model).float().eval()

@@ -127,7 +127,7 @@ def quantize_model_in_place(model: nn.Module, *, join: bool = True) -> nn.Module
     one layer's fp32 copy; the tied output head gets its own int8 copy because it is ~15 % of the
     weights every decode step reads. With ``join``, q/k/v and gate/up become one matmul each.
     """
-    from core.joint_projection import JointProjection, install, joinable_groups
+    from core.joint_projection import JointProjection, install, joinable_groups  # imports us
 
     get_embeddings = getattr(model, "get_input_embeddings", None)
     embeddings = get_embeddings() if get_embeddings is not None else None
@@ -135,17 +135,13 @@ def quantize_model_in_place(model: nn.Module, *, join: bool = True) -> nn.Module
         for names in joinable_groups(module) if join else []:
             weights = [getattr(module, part).weight.detach() for part in names]
             install(module, names, JointProjection(weights))
-        if isinstance(module, nn.Linear) and _still_in(model, name, module):
+        # A Linear already replaced by a joined projection above is still in the listing.
+        if isinstance(module, nn.Linear) and model.get_submodule(name) is module:
             bias = None if module.bias is None else module.bias.detach()
             replace_module(model, name, quantize_weight(module.weight.detach(), bias))
         elif module is embeddings and isinstance(module, nn.Embedding):
             replace_module(model, name, Int8Embedding(module.weight.detach(), module.padding_idx))
     return model
-
-
-def _still_in(model: nn.Module, name: str, module: nn.Module) -> bool:
-    """Whether ``module`` is still at ``name`` (not already replaced by a joined projection)."""
-    return model.get_submodule(name) is module
 
 
 def int8_module_count(model: nn.Module) -> int:
