@@ -10,7 +10,7 @@ while quantizing, from their float weights, so no int8 weight is ever held twice
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -81,7 +81,7 @@ class ProjectionPart(nn.Module):
 JOINABLE = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
 
 
-def joinable_groups(owner: nn.Module) -> list[tuple[str, ...]]:
+def _joinable_groups(owner: nn.Module) -> list[tuple[str, ...]]:
     """The groups of ``owner``'s float Linear children that read one input and can be joined."""
     groups = []
     for names in JOINABLE:
@@ -93,9 +93,18 @@ def joinable_groups(owner: nn.Module) -> list[tuple[str, ...]]:
     return groups
 
 
-def install(owner: nn.Module, names: Sequence[str], joint: JointProjection) -> None:
-    for index, name in enumerate(names):
-        setattr(owner, name, joint.part(index))
+def join_linears(owner: nn.Module, weight_of: Callable[[str, nn.Linear], RowSource]) -> int:
+    """Replace each joinable group of ``owner``'s float Linears with one joint int8 matmul.
+
+    ``weight_of(name, linear)`` gives a part's float weight (from the module, or from disk when
+    the module's parameters are still on the meta device). Returns how many groups it joined.
+    """
+    groups = _joinable_groups(owner)
+    for names in groups:
+        joint = JointProjection([weight_of(name, getattr(owner, name)) for name in names])
+        for index, name in enumerate(names):
+            setattr(owner, name, joint.part(index))
+    return len(groups)
 
 
 def joint_of(module: nn.Module) -> JointProjection | None:

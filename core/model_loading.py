@@ -13,6 +13,7 @@ import ctypes
 import json
 import logging
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -20,7 +21,7 @@ from safetensors import safe_open
 from torch import nn
 from transformers import AutoConfig, AutoModelForImageTextToText, GenerationConfig, PreTrainedModel
 
-from core.joint_projection import JointProjection, install, joinable_groups
+from core.joint_projection import join_linears
 from core.quantize import (
     Int8Embedding,
     quantize_model_in_place,
@@ -114,6 +115,12 @@ def _source_names(model: PreTrainedModel, checkpoint: _Checkpoint) -> dict[str, 
     return names
 
 
+def _stored_weight(
+    checkpoint: _Checkpoint, sources: dict[str, str], prefix: str, name: str, _: nn.Linear
+) -> _StoredRows:
+    return checkpoint.rows(sources[f"{prefix}{name}.weight"])
+
+
 def _load_int8_streaming(folder: Path) -> PreTrainedModel:
     config = AutoConfig.from_pretrained(folder)
     with _parameters_on_meta():
@@ -123,9 +130,7 @@ def _load_int8_streaming(folder: Path) -> PreTrainedModel:
     embeddings = model.get_input_embeddings()
     for name, module in list(model.named_modules()):
         prefix = f"{name}." if name else ""
-        for names in joinable_groups(module):
-            weights = [checkpoint.rows(sources[f"{prefix}{part}.weight"]) for part in names]
-            install(module, names, JointProjection(weights))
+        if join_linears(module, partial(_stored_weight, checkpoint, sources, prefix)):
             _release_freed_memory()
         # A Linear already replaced by a joined projection above is still in the listing.
         if isinstance(module, nn.Linear) and model.get_submodule(name) is module:

@@ -127,14 +127,13 @@ def quantize_model_in_place(model: nn.Module, *, join: bool = True) -> nn.Module
     one layer's fp32 copy; the tied output head gets its own int8 copy because it is ~15 % of the
     weights every decode step reads. With ``join``, q/k/v and gate/up become one matmul each.
     """
-    from core.joint_projection import JointProjection, install, joinable_groups  # imports us
+    from core.joint_projection import join_linears  # imports this module
 
     get_embeddings = getattr(model, "get_input_embeddings", None)
     embeddings = get_embeddings() if get_embeddings is not None else None
     for name, module in list(model.named_modules()):
-        for names in joinable_groups(module) if join else []:
-            weights = [getattr(module, part).weight.detach() for part in names]
-            install(module, names, JointProjection(weights))
+        if join:
+            join_linears(module, lambda _, linear: linear.weight.detach())
         # A Linear already replaced by a joined projection above is still in the listing.
         if isinstance(module, nn.Linear) and model.get_submodule(name) is module:
             bias = None if module.bias is None else module.bias.detach()
